@@ -1,0 +1,200 @@
+"""In-process caches on the Authenticate hot path.
+
+* :class:`VerifiedCache` maps the peppered digest of a credential that was
+  verified against the store to what the store said about it (including
+  "revoked"), bounded in entries (LRU) and in age.
+* Unknown credentials are remembered briefly in two negative maps: by key id
+  when no such key exists, by digest when the key exists but the secret does
+  not match. A flood of made-up credentials therefore costs one store query per
+  new key id, then none.
+* Invalidation is by key id: a local ``Revoke``/``Rotate`` drops the entry at
+  once, the change feed drops it in every other process. A generation counter
+  stops a lookup that read the store *before* an invalidation from putting its
+  (now stale) answer back *after* it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from .models import KeyRecord, StoredState
+from .scopes import effective
+from .tokens import KeyKind
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a verified credential speaks for."""
+
+    key_id: str
+    workspace_id: str
+    kind: KeyKind
+    scopes: tuple[str, ...]
+    expire_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CachedKey:
+    """What the hot path needs of a verified key; no secret, no digest."""
+
+    key_id: str
+    kind: KeyKind
+    workspace_id: str
+    stored_state: StoredState
+    valid_until: float | None  # epoch seconds; for a rotated key the end of its grace
+    effective_scopes: frozenset[str]
+    allowed_origins: frozenset[str]
+    principal: Principal
+    cached_at: float  # monotonic
+
+    @classmethod
+    def from_record(cls, record: KeyRecord, now_monotonic: float) -> CachedKey:
+        until = record.valid_until()
+        return cls(
+            key_id=record.key_id,
+            kind=record.kind,
+            workspace_id=record.workspace_id,
+            stored_state=record.stored_state,
+            valid_until=until.timestamp() if until is not None else None,
+            effective_scopes=effective(record.scopes),
+            allowed_origins=frozenset(record.allowed_origins),
+            principal=Principal(record.key_id, record.workspace_id, record.kind, record.scopes, until),
+            cached_at=now_monotonic,
+        )
+
+
+class VerifiedCache:
+    def __init__(
+        self,
+        max_entries: int = 100_000,
+        ttl: float = 300.0,
+        negative_max_entries: int = 100_000,
+        negative_ttl: float = 60.0,
+    ):
+        if max_entries < 1 or negative_max_entries < 1:
+            raise ValueError("cache sizes must be at least 1")
+        self.max_entries = max_entries
+        self.ttl = ttl
+        self.negative_max_entries = negative_max_entries
+        self.negative_ttl = negative_ttl
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[bytes, CachedKey] = OrderedDict()
+        self._digest_by_key: dict[str, bytes] = {}
+        self._neg_key_ids: OrderedDict[str, float] = OrderedDict()
+        self._neg_digests: OrderedDict[bytes, float] = OrderedDict()
+        self._generation = 0
+        self._invalidated_at: dict[str, int] = {}
+        self._invalidation_floor = 0
+        self.hits = 0
+        self.misses = 0
+        self.negative_hits = 0
+
+    # -- positive ---------------------------------------------------------
+
+    def get(self, digest: bytes) -> CachedKey | None:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                self.misses += 1
+                return None
+            if now - entry.cached_at > self.ttl:
+                self._drop(digest, entry)
+                self.misses += 1
+                return None
+            self._entries.move_to_end(digest)
+            self.hits += 1
+            return entry
+
+    def generation(self) -> int:
+        """Take before reading the store; pass to :meth:`put`."""
+        return self._generation
+
+    def put(self, digest: bytes, entry: CachedKey, generation: int) -> bool:
+        """Cache ``entry`` unless its key was invalidated after ``generation`` was taken."""
+        with self._lock:
+            if generation < self._invalidation_floor:
+                return False
+            if self._invalidated_at.get(entry.key_id, -1) > generation:
+                return False
+            old = self._digest_by_key.get(entry.key_id)
+            if old is not None and old != digest:
+                self._entries.pop(old, None)
+            self._entries[digest] = entry
+            self._entries.move_to_end(digest)
+            self._digest_by_key[entry.key_id] = digest
+            while len(self._entries) > self.max_entries:
+                evicted_digest, evicted = self._entries.popitem(last=False)
+                if self._digest_by_key.get(evicted.key_id) == evicted_digest:
+                    del self._digest_by_key[evicted.key_id]
+            return True
+
+    def _drop(self, digest: bytes, entry: CachedKey) -> None:
+        self._entries.pop(digest, None)
+        if self._digest_by_key.get(entry.key_id) == digest:
+            del self._digest_by_key[entry.key_id]
+
+    # -- negative ---------------------------------------------------------
+
+    def is_known_unknown(self, key_id: str, digest: bytes) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            for table, key in ((self._neg_key_ids, key_id), (self._neg_digests, digest)):
+                expires = table.get(key)
+                if expires is not None:
+                    if expires > now:
+                        self.negative_hits += 1
+                        return True
+                    del table[key]
+        return False
+
+    def remember_unknown_key_id(self, key_id: str, generation: int) -> None:
+        self._remember(self._neg_key_ids, key_id, key_id, generation)
+
+    def remember_wrong_secret(self, key_id: str, digest: bytes, generation: int) -> None:
+        self._remember(self._neg_digests, digest, key_id, generation)
+
+    def _remember(self, table: OrderedDict, key, key_id: str, generation: int) -> None:
+        with self._lock:
+            if generation < self._invalidation_floor or self._invalidated_at.get(key_id, -1) > generation:
+                return
+            table[key] = time.monotonic() + self.negative_ttl
+            table.move_to_end(key)
+            while len(table) > self.negative_max_entries:
+                table.popitem(last=False)
+
+    # -- invalidation -----------------------------------------------------
+
+    def invalidate(self, key_id: str) -> None:
+        """Forget everything about ``key_id`` (positive and negative)."""
+        with self._lock:
+            self._generation += 1
+            self._invalidated_at[key_id] = self._generation
+            if len(self._invalidated_at) > 10_000:
+                # Keep the guard bounded: lookups that started before now simply don't cache.
+                self._invalidated_at.clear()
+                self._invalidation_floor = self._generation
+            digest = self._digest_by_key.pop(key_id, None)
+            if digest is not None:
+                self._entries.pop(digest, None)
+            self._neg_key_ids.pop(key_id, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._invalidation_floor = self._generation
+            self._invalidated_at.clear()
+            self._entries.clear()
+            self._digest_by_key.clear()
+            self._neg_key_ids.clear()
+            self._neg_digests.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def negative_size(self) -> int:
+        return len(self._neg_key_ids) + len(self._neg_digests)

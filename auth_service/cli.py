@@ -1,0 +1,237 @@
+"""The ``woes-auth`` command.
+
+    woes-auth serve              run the service
+    woes-auth bootstrap-admin    create an admin credential (printed once, last line of stdout)
+    woes-auth keys issue|list|get|rotate|revoke
+                                 admin tooling over gRPC against a running server
+
+Admin commands read the admin credential from ``WOES_AUTH_ADMIN_CREDENTIAL``
+or ``--admin-credential-file``, never from a flag value (flags end up in shell
+history and process lists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import logs
+from .config import ConfigError, Settings, load_pepper
+
+log = logging.getLogger("auth_service.cli")
+
+
+def _add_storage_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", help="SQLAlchemy URL (env WOES_AUTH_DATABASE_URL)")
+    p.add_argument("--data-dir", help="data folder for SQLite and development keys (env WOES_AUTH_DATA_DIR)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if getattr(args, "database_url", None):
+        settings.database_url = args.database_url
+    if getattr(args, "data_dir", None):
+        settings.data_dir = Path(args.data_dir)
+    for name in ("listen", "workers", "log_level"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(settings, name, value)
+    if getattr(args, "production", False):
+        settings.production = True
+    if getattr(args, "allow_remote_plaintext", False):
+        settings.allow_remote_plaintext = True
+    return settings
+
+
+# -- serve / bootstrap -------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import main_serve
+
+    settings = _settings(args)
+    logs.setup(settings.log_level)
+    return main_serve(settings)
+
+
+def cmd_bootstrap_admin(args: argparse.Namespace) -> int:
+    from .credentials import CredentialManager
+    from .store import SqlStore
+
+    settings = _settings(args)
+    logs.setup(settings.log_level)
+    pepper, note = load_pepper(settings, create=True)
+    log.info(note)
+    store = SqlStore(settings.resolved_database_url())
+    try:
+        issued = CredentialManager(store, pepper).bootstrap_admin(args.name)
+    finally:
+        store.close()
+    log.info("created admin key %s", issued.key.key_id)
+    print(f"Admin key {issued.key.key_id} created. Store the credential below in your secret manager now;")
+    print("it is not stored anywhere and cannot be shown again.")
+    print(issued.secret)
+    return 0
+
+
+# -- admin commands over gRPC ---------------------------------------------------
+
+
+def _admin_credential(args: argparse.Namespace) -> str:
+    if args.admin_credential_file:
+        return Path(args.admin_credential_file).read_text().strip()
+    value = os.environ.get("WOES_AUTH_ADMIN_CREDENTIAL", "").strip()
+    if not value:
+        raise ConfigError("set WOES_AUTH_ADMIN_CREDENTIAL or pass --admin-credential-file")
+    return value
+
+
+def _call(args: argparse.Namespace, method: str, request):
+    import grpc
+    from google.protobuf import json_format
+    from woes.auth.v1 import auth_service_pb2_grpc
+
+    target = args.server or os.environ.get("WOES_AUTH_SERVER") or Settings.from_env().listen
+    metadata = (("authorization", f"Bearer {_admin_credential(args)}"),)
+    with grpc.insecure_channel(target) as channel:
+        stub = auth_service_pb2_grpc.AuthServiceStub(channel)
+        try:
+            response = getattr(stub, method)(request, metadata=metadata, timeout=args.timeout)
+        except grpc.RpcError as err:
+            _print_rpc_error(err)
+            return 1
+    print(json_format.MessageToJson(response, preserving_proto_field_name=True, indent=2))
+    return 0
+
+
+def _print_rpc_error(err) -> None:
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    reason = ""
+    violations = []
+    status = rpc_status.from_call(err)
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason = info.reason
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations = [f"{v.field}: {v.description}" for v in bad.field_violations]
+    print(f"error: {err.code().name}{' ' + reason if reason else ''}: {err.details()}", file=sys.stderr)
+    for line in violations:
+        print(f"  {line}", file=sys.stderr)
+
+
+_KINDS = {"server": 1, "widget": 2}
+
+
+def _parse_time(text: str) -> datetime:
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from google.protobuf import duration_pb2
+    from woes.auth.v1 import auth_service_pb2 as pb
+
+    if args.keys_command == "issue":
+        request = pb.IssueKeyRequest(
+            workspace_id=args.workspace,
+            kind=_KINDS[args.kind],
+            display_name=args.name or "",
+            scopes=args.scope or [],
+            allowed_origins=args.origin or [],
+            request_id=args.request_id or "",
+        )
+        if args.expire_time:
+            request.expire_time.FromDatetime(_parse_time(args.expire_time))
+        return _call(args, "IssueKey", request)
+    if args.keys_command == "list":
+        return _call(
+            args,
+            "ListKeys",
+            pb.ListKeysRequest(workspace_id=args.workspace or "", page_size=args.page_size, page_token=args.page_token or ""),
+        )
+    if args.keys_command == "get":
+        return _call(args, "GetKey", pb.GetKeyRequest(key_id=args.key_id))
+    if args.keys_command == "rotate":
+        request = pb.RotateRequest(key_id=args.key_id)
+        if args.grace_seconds is not None:
+            request.grace_period.CopyFrom(duration_pb2.Duration(seconds=args.grace_seconds))
+        return _call(args, "Rotate", request)
+    if args.keys_command == "revoke":
+        return _call(args, "Revoke", pb.RevokeRequest(key_id=args.key_id, reason=args.reason or ""))
+    raise AssertionError(args.keys_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="woes-auth", description="The Woes credential service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gRPC service")
+    serve.add_argument("--listen", help="host:port (env WOES_AUTH_LISTEN, default 127.0.0.1:50051)")
+    serve.add_argument("--workers", type=int, help="serving processes (env WOES_AUTH_WORKERS, default one per core)")
+    serve.add_argument("--production", action="store_true", help="refuse to start without a configured pepper")
+    serve.add_argument(
+        "--allow-remote-plaintext",
+        action="store_true",
+        help="allow plaintext on a non-loopback address (only behind a TLS-terminating proxy)",
+    )
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    _add_storage_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    boot = sub.add_parser("bootstrap-admin", help="create an admin credential; prints it as the last line")
+    boot.add_argument("--name", default="bootstrap admin", help="display name of the admin key")
+    boot.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    _add_storage_flags(boot)
+    boot.set_defaults(func=cmd_bootstrap_admin)
+
+    keys = sub.add_parser("keys", help="manage keys through a running server")
+    keys.add_argument("--server", help="host:port of the server (env WOES_AUTH_SERVER, default WOES_AUTH_LISTEN)")
+    keys.add_argument("--admin-credential-file", help="file holding the admin credential")
+    keys.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+    ks = keys.add_subparsers(dest="keys_command", required=True)
+    issue = ks.add_parser("issue", help="issue a server or widget key (the secret is printed once)")
+    issue.add_argument("--workspace", required=True)
+    issue.add_argument("--kind", choices=sorted(_KINDS), default="server")
+    issue.add_argument("--name", help="display name")
+    issue.add_argument("--scope", action="append", help="scope such as conversations:read (repeatable)")
+    issue.add_argument("--origin", action="append", help="allowed origin of a widget key (repeatable)")
+    issue.add_argument("--expire-time", help="ISO 8601 time, e.g. 2027-01-01T00:00:00Z")
+    issue.add_argument("--request-id", help="idempotency key")
+    lst = ks.add_parser("list", help="list keys (metadata only)")
+    lst.add_argument("--workspace")
+    lst.add_argument("--page-size", type=int, default=0)
+    lst.add_argument("--page-token")
+    get = ks.add_parser("get", help="show one key (metadata only)")
+    get.add_argument("key_id")
+    rot = ks.add_parser("rotate", help="replace a key; the old one works for the grace period")
+    rot.add_argument("key_id")
+    rot.add_argument("--grace-seconds", type=int, help="0 to 604800, default 86400")
+    rev = ks.add_parser("revoke", help="revoke a key at once")
+    rev.add_argument("key_id")
+    rev.add_argument("--reason")
+    keys.set_defaults(func=cmd_keys)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"woes-auth: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Configuration: environment variables, overridden by command-line flags.
+
+| variable | default | meaning |
+| --- | --- | --- |
+| WOES_AUTH_LISTEN | 127.0.0.1:50051 | address to serve gRPC on |
+| WOES_AUTH_DATA_DIR | ~/.local/share/woes-auth | where the SQLite file and development keys live |
+| WOES_AUTH_DATABASE_URL | sqlite:///<data dir>/woes-auth.db | SQLAlchemy URL (sqlite or postgresql+psycopg) |
+| WOES_AUTH_PEPPER / WOES_AUTH_PEPPER_FILE | development file | `id:base64-of-32-bytes` entries, comma separated, first primary |
+| WOES_AUTH_PRODUCTION | false | refuse to start without a configured pepper |
+| WOES_AUTH_WORKERS | number of cores | serving processes sharing the port |
+| WOES_AUTH_CACHE_SIZE | 100000 | verified credentials cached per process |
+| WOES_AUTH_CACHE_TTL | 300 | seconds a verified credential stays cached at most |
+| WOES_AUTH_NEGATIVE_TTL | 60 | seconds an unknown credential stays cached |
+| WOES_AUTH_FEED_INTERVAL | 0.25 | seconds between change-feed polls (the revocation bound) |
+| WOES_AUTH_OUTAGE_WINDOW | 60 | seconds cached verifications keep answering while the store is unreachable |
+| WOES_AUTH_USAGE_FLUSH | 5 | seconds between usage-metadata writes |
+| WOES_AUTH_SHUTDOWN_GRACE | 10 | seconds in-flight calls get to finish after SIGTERM |
+| WOES_AUTH_LOG_LEVEL | INFO | log level |
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .crypto import Keyring, KeyringError, Pepper, new_keyring_entry
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "WOES_AUTH_"
+DEV_PEPPER_FILE = "dev-pepper"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to change (never key material)."""
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(ENV_PREFIX + name, default)
+
+
+def _env_bool(name: str) -> bool:
+    return _env(name).strip().lower() in ("1", "true", "yes", "on")
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "woes-auth"
+
+
+@dataclass
+class Settings:
+    listen: str = "127.0.0.1:50051"
+    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str = ""
+    pepper: str = ""
+    pepper_file: str = ""
+    production: bool = False
+    workers: int = 0
+    cache_size: int = 100_000
+    cache_ttl: float = 300.0
+    negative_ttl: float = 60.0
+    feed_interval: float = 0.25
+    outage_window: float = 60.0
+    usage_flush: float = 5.0
+    shutdown_grace: float = 10.0
+    log_level: str = "INFO"
+    allow_remote_plaintext: bool = False
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        s = cls()
+        s.listen = _env("LISTEN", s.listen)
+        if _env("DATA_DIR"):
+            s.data_dir = Path(_env("DATA_DIR"))
+        s.database_url = _env("DATABASE_URL")
+        s.pepper = _env("PEPPER")
+        s.pepper_file = _env("PEPPER_FILE")
+        s.production = _env_bool("PRODUCTION")
+        s.allow_remote_plaintext = _env_bool("ALLOW_REMOTE_PLAINTEXT")
+        s.log_level = _env("LOG_LEVEL", s.log_level)
+        for name, attr, conv in (
+            ("WORKERS", "workers", int),
+            ("CACHE_SIZE", "cache_size", int),
+            ("CACHE_TTL", "cache_ttl", float),
+            ("NEGATIVE_TTL", "negative_ttl", float),
+            ("FEED_INTERVAL", "feed_interval", float),
+            ("OUTAGE_WINDOW", "outage_window", float),
+            ("USAGE_FLUSH", "usage_flush", float),
+            ("SHUTDOWN_GRACE", "shutdown_grace", float),
+        ):
+            raw = _env(name)
+            if raw:
+                try:
+                    setattr(s, attr, conv(raw))
+                except ValueError:
+                    raise ConfigError(f"{ENV_PREFIX}{name} must be a number") from None
+        return s
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'woes-auth.db'}"
+
+    def effective_workers(self) -> int:
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+
+    def validate(self) -> None:
+        if self.workers < 0:
+            raise ConfigError("workers must be 0 (one per core) or more")
+        if self.cache_size < 1:
+            raise ConfigError("cache size must be at least 1")
+        for name in ("feed_interval", "usage_flush", "cache_ttl", "negative_ttl", "outage_window"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.replace('_', ' ')} must be positive")
+        host, _port = split_listen(self.listen)
+        if not is_loopback(host) and not self.allow_remote_plaintext:
+            raise ConfigError(
+                f"refusing to serve plaintext gRPC on non-loopback address {self.listen!r}; "
+                "bind to 127.0.0.1 or set WOES_AUTH_ALLOW_REMOTE_PLAINTEXT=1 behind a TLS-terminating proxy"
+            )
+
+    def dev_key_dir(self) -> Path:
+        """Development keys live beside the SQLite database (or in the data dir otherwise)."""
+        url = self.resolved_database_url()
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            return Path(url[len("sqlite:///"):]).expanduser().parent
+        return self.data_dir
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"listen address {listen!r} must be host:port")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_pepper(settings: Settings, *, create: bool) -> tuple[Pepper, str]:
+    """The pepper and a sentence saying where it came from (no key material).
+
+    With nothing configured, a development pepper is read from (or, with
+    ``create``, written to) a 0600 file beside the database; in production mode
+    that is refused.
+    """
+    try:
+        if settings.pepper:
+            return Pepper(Keyring.parse(settings.pepper, what="pepper")), "pepper from WOES_AUTH_PEPPER"
+        if settings.pepper_file:
+            text = Path(settings.pepper_file).read_text()
+            return Pepper(Keyring.parse(text, what="pepper")), f"pepper from file {settings.pepper_file}"
+    except OSError as exc:
+        raise ConfigError(f"cannot read the pepper file: {exc.strerror}") from None
+    except KeyringError as exc:
+        raise ConfigError(f"the configured pepper is invalid: {exc}") from None
+    if settings.production:
+        raise ConfigError(
+            "production mode needs a pepper from the secret manager: set WOES_AUTH_PEPPER or WOES_AUTH_PEPPER_FILE"
+        )
+    path = settings.dev_key_dir() / DEV_PEPPER_FILE
+    if not path.exists():
+        if not create:
+            raise ConfigError(f"no pepper configured and no development pepper at {path}; run 'woes-auth serve' once")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new_keyring_entry("dev1") + "\n")
+        note = f"created a DEVELOPMENT pepper in {path} (0600); configure WOES_AUTH_PEPPER_FILE in production"
+    else:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigError(f"the development pepper {path} is readable by others (mode {mode:o}); chmod 600 it")
+        note = f"using the DEVELOPMENT pepper in {path}; configure WOES_AUTH_PEPPER_FILE in production"
+    try:
+        return Pepper(Keyring.parse(path.read_text(), what="pepper")), note
+    except KeyringError as exc:
+        raise ConfigError(f"the development pepper file {path} is invalid: {exc}") from None

@@ -1,0 +1,482 @@
+"""The credential manager: every domain rule of issuing, verifying, rotating and revoking.
+
+It takes plain Python values and raises :mod:`auth_service.errors`; it knows
+nothing of gRPC or protobuf, and talks to storage only through
+:class:`auth_service.store.CredentialStore`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import time
+import unicodedata
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from . import scopes as scope_registry
+from . import tokens
+from .cache import CachedKey, Principal, VerifiedCache
+from .crypto import Pepper
+from .errors import (
+    AdminCredentialRequired,
+    CredentialExpired,
+    CredentialKindNotAccepted,
+    CredentialMalformed,
+    CredentialNotWidgetKey,
+    CredentialRevoked,
+    CredentialUnknown,
+    InsufficientScope,
+    KeyNotFound,
+    KeyNotRotatable,
+    NotAdminCredential,
+    OriginNotAllowed,
+    RequestIdReused,
+    StoreUnavailable,
+    Violations,
+    WidgetKeyNotApiCredential,
+)
+from .models import AuditEvent, KeyRecord, StoredState, utcnow
+from .store import CredentialStore, RequestIdTaken, RotateConflict
+from .tokens import KeyKind
+from .usage import UsageRecorder
+
+WORKSPACE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+MAX_DISPLAY_NAME = 100
+MAX_ORIGINS = 32
+MAX_ORIGIN_LEN = 253 + 20
+MAX_REASON = 200
+MAX_CALLER = 64
+MAX_REQUIRED_SCOPES = 32
+DEFAULT_GRACE = timedelta(hours=24)
+MAX_GRACE = timedelta(days=7)
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+ISSUABLE_KINDS = (KeyKind.SERVER, KeyKind.WIDGET)
+
+
+@dataclass(frozen=True)
+class IssueSpec:
+    """What an admin asked for in ``IssueKey`` (``kind`` is ``None`` when unspecified)."""
+
+    workspace_id: str
+    kind: KeyKind | None
+    display_name: str = ""
+    scopes: tuple[str, ...] = ()
+    expire_time: datetime | None = None
+    allowed_origins: tuple[str, ...] = ()
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Issued:
+    key: KeyRecord
+    secret: str  # empty when replayed
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Page:
+    keys: list[KeyRecord]
+    next_page_token: str
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text)
+
+
+def normalize_origin(origin: str) -> str | None:
+    """``scheme://host[:port]`` lower-cased, or ``None`` if it is not an origin."""
+    if not origin or len(origin) > MAX_ORIGIN_LEN or _has_control_chars(origin):
+        return None
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        return None
+    host = parts.hostname.lower()
+    if not re.fullmatch(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]", host if ":" not in host else f"[{host}]"):
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def _fingerprint(spec: IssueSpec) -> str:
+    body = json.dumps(
+        [
+            spec.workspace_id,
+            spec.kind.value if spec.kind else "",
+            spec.display_name,
+            sorted(spec.scopes),
+            spec.expire_time.isoformat() if spec.expire_time else "",
+            sorted(spec.allowed_origins),
+        ]
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class CredentialManager:
+    """Domain operations over one store, one pepper and one process-local cache."""
+
+    def __init__(
+        self,
+        store: CredentialStore,
+        pepper: Pepper,
+        cache: VerifiedCache | None = None,
+        usage: UsageRecorder | None = None,
+        outage_window: float = 60.0,
+    ):
+        self.store = store
+        self.pepper = pepper
+        self.cache = cache or VerifiedCache()
+        self.usage = usage or UsageRecorder(store)
+        self.outage_window = outage_window
+        self.feed_staleness = lambda: 0.0  # replaced by the server wiring when a feed runs
+
+    # -- verification (hot path) -------------------------------------------
+
+    def _lookup(self, cred: tokens.Credential) -> CachedKey:
+        digest = self.pepper.digest(cred.token)
+        entry = self.cache.get(digest)
+        if entry is not None:
+            if self.feed_staleness() > self.outage_window:
+                # We can no longer learn about revocations: do not trust the cache.
+                raise StoreUnavailable("the credential store has been unreachable too long; retry later")
+            return entry
+        if self.cache.is_known_unknown(cred.key_id, digest):
+            raise CredentialUnknown("unknown credential")
+        generation = self.cache.generation()
+        record = self.store.get_key(cred.key_id)
+        if record is None:
+            self.cache.remember_unknown_key_id(cred.key_id, generation)
+            raise CredentialUnknown("unknown credential")
+        if record.kind is not cred.kind or not self.pepper.verify(
+            record.pepper_id, cred.token, record.digest, digest
+        ):
+            self.cache.remember_wrong_secret(cred.key_id, digest, generation)
+            raise CredentialUnknown("unknown credential")
+        entry = CachedKey.from_record(record, time.monotonic())
+        self.cache.put(digest, entry, generation)
+        return entry
+
+    @staticmethod
+    def _check_live(entry: CachedKey, now: float) -> None:
+        if entry.stored_state is StoredState.REVOKED:
+            raise CredentialRevoked("the credential was revoked", metadata={"key_id": entry.key_id})
+        if entry.valid_until is not None and now >= entry.valid_until:
+            what = "its rotation grace period ended" if entry.stored_state is StoredState.ROTATED else "it expired"
+            raise CredentialExpired(f"the credential is no longer valid: {what}", metadata={"key_id": entry.key_id})
+
+    @staticmethod
+    def _parse(token: str) -> tokens.Credential:
+        if len(token) > tokens.MAX_CREDENTIAL_LEN:
+            raise CredentialMalformed(f"the credential is longer than {tokens.MAX_CREDENTIAL_LEN} characters")
+        return tokens.parse(token)
+
+    def authenticate(self, token: str, required_scopes: tuple[str, ...] | list[str] = (), caller: str = "") -> Principal:
+        """Verify a server API credential and its scopes."""
+        if required_scopes:
+            v = Violations()
+            if len(required_scopes) > MAX_REQUIRED_SCOPES:
+                v.add("required_scopes", f"at most {MAX_REQUIRED_SCOPES} scopes")
+            unknown = scope_registry.unknown(required_scopes)
+            if unknown:
+                v.add("required_scopes", "unknown scopes: " + ", ".join(repr(s[:64]) for s in unknown[:5]))
+            v.raise_if_any()
+        if len(caller) > MAX_CALLER:
+            v = Violations()
+            v.add("caller", f"at most {MAX_CALLER} characters")
+            v.raise_if_any()
+        cred = self._parse(token)
+        if cred.kind is not KeyKind.SERVER:
+            if cred.kind is KeyKind.WIDGET:
+                raise WidgetKeyNotApiCredential(
+                    "a widget public key cannot authenticate API calls; use a server API credential",
+                    metadata={"kind": "widget"},
+                )
+            raise CredentialKindNotAccepted(
+                "only server API credentials authenticate API calls", metadata={"kind": cred.kind.value}
+            )
+        entry = self._lookup(cred)
+        now = time.time()
+        self._check_live(entry, now)
+        if required_scopes:
+            missing = scope_registry.missing(required_scopes, entry.effective_scopes)
+            if missing:
+                raise InsufficientScope(missing)
+        self.usage.record(entry.key_id, caller, now)
+        return entry.principal
+
+    def verify_widget_key(self, token: str, origin: str) -> Principal:
+        """Verify a widget public key used from ``origin``."""
+        normalized = ""
+        if origin:
+            normalized = normalize_origin(origin) or ""
+            if not normalized:
+                v = Violations()
+                v.add("origin", "not an origin of the form scheme://host[:port]")
+                v.raise_if_any()
+        cred = self._parse(token)
+        if cred.kind is not KeyKind.WIDGET:
+            raise CredentialNotWidgetKey(
+                "only widget public keys are verified here", metadata={"kind": cred.kind.value}
+            )
+        entry = self._lookup(cred)
+        now = time.time()
+        self._check_live(entry, now)
+        if entry.allowed_origins and normalized not in entry.allowed_origins:
+            raise OriginNotAllowed(
+                "the widget key is not allowed from this origin" if normalized else "the widget key requires an origin",
+                metadata={"key_id": entry.key_id},
+            )
+        self.usage.record(entry.key_id, "", now)
+        return entry.principal
+
+    def authenticate_admin(self, bearer: str | None) -> Principal:
+        """Verify the admin credential of an admin RPC."""
+        if not bearer:
+            raise AdminCredentialRequired("this RPC needs 'authorization: Bearer <admin credential>' metadata")
+        cred = self._parse(bearer)
+        if cred.kind is not KeyKind.ADMIN:
+            raise NotAdminCredential(
+                "this RPC needs an admin credential", metadata={"kind": cred.kind.value}
+            )
+        entry = self._lookup(cred)
+        self._check_live(entry, time.time())
+        return entry.principal
+
+    # -- admin operations --------------------------------------------------
+
+    def _validate_issue(self, spec: IssueSpec, now: datetime) -> IssueSpec:
+        v = Violations()
+        if not WORKSPACE_ID_RE.fullmatch(spec.workspace_id):
+            v.add("workspace_id", "required, 1 to 64 characters of A-Z a-z 0-9 _ -")
+        if spec.kind is None:
+            v.add("kind", "required: KEY_KIND_SERVER or KEY_KIND_WIDGET")
+        elif spec.kind not in ISSUABLE_KINDS:
+            v.add("kind", "only KEY_KIND_SERVER and KEY_KIND_WIDGET keys are issued here")
+        if len(spec.display_name) > MAX_DISPLAY_NAME or _has_control_chars(spec.display_name):
+            v.add("display_name", f"at most {MAX_DISPLAY_NAME} printable characters")
+        scopes = tuple(spec.scopes)
+        if spec.kind is KeyKind.WIDGET and scopes:
+            v.add("scopes", "widget keys carry no scopes: they never unlock the API")
+        elif spec.kind is KeyKind.SERVER:
+            if not scopes:
+                v.add("scopes", "a server key needs at least one scope")
+            elif len(scopes) > scope_registry.MAX_SCOPES_PER_KEY:
+                v.add("scopes", f"at most {scope_registry.MAX_SCOPES_PER_KEY} scopes")
+            else:
+                unknown = scope_registry.unknown(scopes)
+                if unknown:
+                    v.add("scopes", "unknown scopes: " + ", ".join(repr(s[:64]) for s in unknown[:5]))
+        if spec.expire_time is not None and spec.expire_time <= now:
+            v.add("expire_time", "must be in the future")
+        origins: list[str] = []
+        if spec.allowed_origins:
+            if spec.kind is not KeyKind.WIDGET:
+                v.add("allowed_origins", "only widget keys have allowed origins")
+            elif len(spec.allowed_origins) > MAX_ORIGINS:
+                v.add("allowed_origins", f"at most {MAX_ORIGINS} origins")
+            else:
+                for n, origin in enumerate(spec.allowed_origins):
+                    normalized = normalize_origin(origin)
+                    if normalized is None:
+                        v.add(f"allowed_origins[{n}]", "not an origin of the form scheme://host[:port]")
+                    else:
+                        origins.append(normalized)
+        if spec.request_id and not REQUEST_ID_RE.fullmatch(spec.request_id):
+            v.add("request_id", "at most 64 characters of A-Z a-z 0-9 _ . : -")
+        v.raise_if_any()
+        return replace(
+            spec,
+            scopes=scope_registry.normalize(scopes),
+            allowed_origins=tuple(sorted(set(origins))),
+        )
+
+    def _new_record(self, spec: IssueSpec, now: datetime, actor: str, **extra) -> tuple[KeyRecord, str]:
+        cred = tokens.mint(spec.kind)
+        record = KeyRecord(
+            key_id=cred.key_id,
+            workspace_id=spec.workspace_id,
+            kind=spec.kind,
+            display_name=spec.display_name,
+            scopes=spec.scopes,
+            allowed_origins=spec.allowed_origins,
+            digest=self.pepper.digest(cred.token),
+            pepper_id=self.pepper.primary_id,
+            hint=tokens.hint(cred.token),
+            create_time=now,
+            expire_time=spec.expire_time,
+            request_id=spec.request_id,
+            request_fingerprint=_fingerprint(spec) if spec.request_id else "",
+            created_by=actor,
+            **extra,
+        )
+        return record, cred.token
+
+    def issue_key(self, actor: str, spec: IssueSpec) -> Issued:
+        now = utcnow()
+        spec = self._validate_issue(spec, now)
+        record, secret = self._new_record(spec, now, actor)
+        audit = AuditEvent(
+            action="key.issue",
+            actor=actor,
+            outcome="ok",
+            key_id=record.key_id,
+            workspace_id=record.workspace_id,
+            request_id=spec.request_id,
+            detail=f"kind={record.kind.value} scopes={' '.join(record.scopes)}",
+            time=now,
+        )
+        try:
+            stored = self.store.insert_key(record, audit)
+        except RequestIdTaken as taken:
+            existing = taken.existing
+            if existing.request_fingerprint != record.request_fingerprint:
+                raise RequestIdReused(
+                    "request_id was already used for a different IssueKey request",
+                    metadata={"request_id": spec.request_id},
+                ) from None
+            return Issued(existing, "", replayed=True)
+        self.cache.invalidate(stored.key_id)  # drop any negative entry for this key id
+        return Issued(stored, secret)
+
+    def bootstrap_admin(self, display_name: str = "bootstrap admin", actor: str = "bootstrap-admin") -> Issued:
+        now = utcnow()
+        spec = IssueSpec(workspace_id="", kind=KeyKind.ADMIN, display_name=display_name[:MAX_DISPLAY_NAME])
+        record, secret = self._new_record(spec, now, actor)
+        audit = AuditEvent(action="admin.bootstrap", actor=actor, outcome="ok", key_id=record.key_id, time=now)
+        return Issued(self.store.insert_key(record, audit), secret)
+
+    def get_key(self, key_id: str) -> KeyRecord:
+        self._check_key_id(key_id)
+        record = self.store.get_key(key_id)
+        if record is None:
+            raise KeyNotFound(key_id)
+        return record
+
+    @staticmethod
+    def _check_key_id(key_id: str) -> None:
+        if not tokens.is_key_id(key_id):
+            v = Violations()
+            v.add("key_id", f"required, {tokens.KEY_ID_LEN} characters of A-Z a-z 0-9")
+            v.raise_if_any()
+
+    def rotate(self, actor: str, key_id: str, grace: timedelta | None) -> tuple[Issued, KeyRecord]:
+        """Replace ``key_id`` by a new key; returns the new key (with its secret) and the old one."""
+        v = Violations()
+        if not tokens.is_key_id(key_id):
+            v.add("key_id", f"required, {tokens.KEY_ID_LEN} characters of A-Z a-z 0-9")
+        if grace is None:
+            grace = DEFAULT_GRACE
+        elif grace < timedelta(0) or grace > MAX_GRACE:
+            v.add("grace_period", "must be between 0 and 7 days")
+        v.raise_if_any()
+        now = utcnow()
+        old = self.store.get_key(key_id)
+        if old is None:
+            raise KeyNotFound(key_id)
+        state = old.state_at(now)
+        if state.value != "active":
+            raise KeyNotRotatable(
+                f"only an active key can be rotated; this key is {state.value}",
+                metadata={"key_id": key_id, "state": state.value},
+            )
+        spec = IssueSpec(
+            workspace_id=old.workspace_id,
+            kind=old.kind,
+            display_name=old.display_name,
+            scopes=old.scopes,
+            expire_time=old.expire_time,
+            allowed_origins=old.allowed_origins,
+        )
+        new, secret = self._new_record(spec, now, actor, rotated_from=key_id)
+        audit = AuditEvent(
+            action="key.rotate",
+            actor=actor,
+            outcome="ok",
+            key_id=key_id,
+            workspace_id=old.workspace_id,
+            detail=f"new_key_id={new.key_id} grace_seconds={int(grace.total_seconds())}",
+            time=now,
+        )
+        try:
+            _, new_stored = self.store.rotate(key_id, new, now + grace, audit)
+        except RotateConflict as conflict:
+            state = conflict.current.state_at(now).value
+            raise KeyNotRotatable(
+                f"only an active key can be rotated; this key is {state}",
+                metadata={"key_id": key_id, "state": state},
+            ) from None
+        except LookupError:
+            raise KeyNotFound(key_id) from None
+        self.cache.invalidate(key_id)
+        self.cache.invalidate(new_stored.key_id)
+        return Issued(new_stored, secret), self.get_key(key_id)
+
+    def revoke(self, actor: str, key_id: str, reason: str) -> KeyRecord:
+        v = Violations()
+        if not tokens.is_key_id(key_id):
+            v.add("key_id", f"required, {tokens.KEY_ID_LEN} characters of A-Z a-z 0-9")
+        if len(reason) > MAX_REASON or _has_control_chars(reason):
+            v.add("reason", f"at most {MAX_REASON} printable characters")
+        v.raise_if_any()
+        now = utcnow()
+        audit = AuditEvent(action="key.revoke", actor=actor, outcome="ok", key_id=key_id, detail=reason, time=now)
+        try:
+            record, _changed = self.store.revoke(key_id, reason, now, audit)
+        except LookupError:
+            raise KeyNotFound(key_id) from None
+        self.cache.invalidate(key_id)
+        return record
+
+    def list_keys(self, workspace_id: str, page_size: int, page_token: str) -> Page:
+        v = Violations()
+        if workspace_id and not WORKSPACE_ID_RE.fullmatch(workspace_id):
+            v.add("workspace_id", "1 to 64 characters of A-Z a-z 0-9 _ -")
+        if page_size < 0:
+            v.add("page_size", "must not be negative")
+        after = None
+        if page_token:
+            after = _decode_page_token(page_token, workspace_id)
+            if after is None:
+                v.add("page_token", "not a page token of this listing")
+        v.raise_if_any()
+        size = DEFAULT_PAGE_SIZE if page_size == 0 else min(page_size, MAX_PAGE_SIZE)
+        rows = self.store.list_keys(workspace_id, size + 1, after)
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            token = _encode_page_token(rows[-1], workspace_id)
+        return Page(rows, token)
+
+
+def _encode_page_token(last: KeyRecord, workspace_id: str) -> str:
+    body = json.dumps({"w": workspace_id, "t": last.create_time.isoformat(), "k": last.key_id})
+    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+
+
+def _decode_page_token(token: str, workspace_id: str) -> tuple[datetime, str] | None:
+    if len(token) > 512:
+        return None
+    try:
+        body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if body["w"] != workspace_id or not tokens.is_key_id(body["k"]):
+            return None
+        when = datetime.fromisoformat(body["t"])
+        if when.tzinfo is None:
+            return None
+        return when, body["k"]
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        return None

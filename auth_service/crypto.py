@@ -1,0 +1,113 @@
+"""Peppered digests of generated secrets.
+
+The store keeps ``HMAC-SHA256(pepper, credential)`` only, never the credential.
+A pepper is a 32-byte key from the secret manager with a short id; the id is
+stored beside each digest, so a new pepper can become primary (used for new
+keys) while keys digested under older peppers keep verifying.
+
+A digest of a 256-bit random secret cannot be reversed or brute-forced (OWASP
+ASVS 6.5.2 accepts a standard hash for secrets of at least 112 bits), and the
+pepper, which never enters the database, makes a stolen dump useless for
+offline guessing of any kind. Argon2id would add nothing here but cost: see
+the README's security section.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+from dataclasses import dataclass
+
+PEPPER_BYTES = 32
+_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+class KeyringError(ValueError):
+    """A key list from configuration is malformed. The message never holds key material."""
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """Named 32-byte keys, the first one primary."""
+
+    keys: tuple[tuple[str, bytes], ...]
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise KeyringError("no key configured")
+        ids = [k for k, _ in self.keys]
+        if len(set(ids)) != len(ids):
+            raise KeyringError("a key id appears twice")
+
+    @property
+    def primary_id(self) -> str:
+        return self.keys[0][0]
+
+    def get(self, key_id: str) -> bytes | None:
+        for kid, material in self.keys:
+            if kid == key_id:
+                return material
+        return None
+
+    @classmethod
+    def parse(cls, text: str, *, what: str = "key") -> Keyring:
+        """Parse ``id:base64,id:base64`` (the first entry primary)."""
+        entries = []
+        for n, raw in enumerate(p.strip() for p in text.replace("\n", ",").split(",")):
+            if not raw:
+                continue
+            kid, sep, b64 = raw.partition(":")
+            if not sep or not _ID_RE.fullmatch(kid):
+                raise KeyringError(f"{what} entry {n + 1}: expected id:base64 with an id of [A-Za-z0-9_.-]")
+            try:
+                material = base64.b64decode(b64, validate=True)
+            except (binascii.Error, ValueError):
+                raise KeyringError(f"{what} entry {n + 1} ({kid}): not valid base64") from None
+            if len(material) != PEPPER_BYTES:
+                raise KeyringError(f"{what} entry {n + 1} ({kid}): must decode to {PEPPER_BYTES} bytes")
+            entries.append((kid, material))
+        return cls(tuple(entries))
+
+    def __repr__(self) -> str:  # never show key material
+        return f"Keyring(ids={[k for k, _ in self.keys]})"
+
+
+def new_keyring_entry(key_id: str) -> str:
+    import secrets
+
+    return f"{key_id}:{base64.b64encode(secrets.token_bytes(PEPPER_BYTES)).decode()}"
+
+
+class Pepper:
+    """Computes and checks peppered digests."""
+
+    def __init__(self, keyring: Keyring):
+        self._keyring = keyring
+        self.primary_id = keyring.primary_id
+        self._primary = keyring.keys[0][1]
+
+    def digest(self, token: str) -> bytes:
+        """Digest under the primary pepper (used for new keys and as the cache key)."""
+        return hmac.digest(self._primary, token.encode(), "sha256")
+
+    def digest_with(self, pepper_id: str, token: str) -> bytes | None:
+        """Digest under a named pepper; ``None`` if that pepper is not configured."""
+        material = self._keyring.get(pepper_id)
+        if material is None:
+            return None
+        return hmac.digest(material, token.encode(), "sha256")
+
+    def verify(self, pepper_id: str, token: str, stored: bytes, primary_digest: bytes | None = None) -> bool:
+        """Constant-time check of ``token`` against a stored digest."""
+        if pepper_id == self.primary_id and primary_digest is not None:
+            candidate = primary_digest
+        else:
+            candidate = self.digest_with(pepper_id, token)
+            if candidate is None:
+                return False
+        return hmac.compare_digest(candidate, stored)
+
+    def __repr__(self) -> str:
+        return f"Pepper(primary={self.primary_id})"

@@ -1,0 +1,307 @@
+"""Transport: converts protobuf messages to domain calls and domain errors to gRPC statuses.
+
+Nothing here decides anything: the rules live in :mod:`auth_service.credentials`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, timedelta
+
+import grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from woes.auth.v1 import auth_service_pb2 as pb
+from woes.auth.v1 import auth_service_pb2_grpc as pb_grpc
+from woes.auth.v1 import resources_pb2 as res
+
+from .cache import Principal
+from .credentials import CredentialManager, IssueSpec
+from .errors import AuthError, Category, FieldViolation, InternalError, InvalidArgument
+from .models import KeyRecord, utcnow
+from .tokens import KeyKind
+
+log = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "auth.woes"
+SERVICE_NAME = "woes.auth.v1.AuthService"
+
+_CODES: dict[Category, tuple[grpc.StatusCode, int]] = {
+    Category.UNAUTHENTICATED: (grpc.StatusCode.UNAUTHENTICATED, code_pb2.UNAUTHENTICATED),
+    Category.PERMISSION_DENIED: (grpc.StatusCode.PERMISSION_DENIED, code_pb2.PERMISSION_DENIED),
+    Category.INVALID_ARGUMENT: (grpc.StatusCode.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT),
+    Category.NOT_FOUND: (grpc.StatusCode.NOT_FOUND, code_pb2.NOT_FOUND),
+    Category.FAILED_PRECONDITION: (grpc.StatusCode.FAILED_PRECONDITION, code_pb2.FAILED_PRECONDITION),
+    Category.ALREADY_EXISTS: (grpc.StatusCode.ALREADY_EXISTS, code_pb2.ALREADY_EXISTS),
+    Category.UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE),
+    Category.INTERNAL: (grpc.StatusCode.INTERNAL, code_pb2.INTERNAL),
+}
+
+_KIND_TO_PB = {
+    KeyKind.SERVER: res.KEY_KIND_SERVER,
+    KeyKind.WIDGET: res.KEY_KIND_WIDGET,
+    KeyKind.ADMIN: res.KEY_KIND_ADMIN,
+}
+_KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
+_STATE_TO_PB = {
+    "active": res.KEY_STATE_ACTIVE,
+    "revoked": res.KEY_STATE_REVOKED,
+    "expired": res.KEY_STATE_EXPIRED,
+    "rotated": res.KEY_STATE_ROTATED,
+}
+
+
+# -- errors ---------------------------------------------------------------
+
+
+def status_for(error: AuthError) -> status_pb2.Status:
+    """The google.rpc.Status of a domain error: code, message, ErrorInfo (+ BadRequest)."""
+    _, code = _CODES[error.category]
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata))
+    details = [info]
+    if isinstance(error, InvalidArgument):
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad)
+        details.append(packed)
+    return status_pb2.Status(code=code, message=error.message, details=details)
+
+
+def abort(context: grpc.ServicerContext, error: AuthError):
+    status = status_for(error)
+    try:
+        context.abort_with_status(rpc_status.to_status(status))
+    except NotImplementedError:  # grpc_testing's context has no abort_with_status
+        context.abort(_CODES[error.category][0], error.message)
+
+
+# -- conversions ----------------------------------------------------------
+
+
+def _set_time(field, value) -> None:
+    if value is not None:
+        field.FromDatetime(value)
+
+
+def key_to_pb(record: KeyRecord) -> res.Key:
+    """Metadata only: the record's digest never leaves the domain."""
+    key = res.Key(
+        key_id=record.key_id,
+        workspace_id=record.workspace_id,
+        kind=_KIND_TO_PB[record.kind],
+        display_name=record.display_name,
+        scopes=record.scopes,
+        state=_STATE_TO_PB[record.state_at(utcnow()).value],
+        rotated_to=record.rotated_to,
+        rotated_from=record.rotated_from,
+        hint=record.hint,
+        allowed_origins=record.allowed_origins,
+        revoke_reason=record.revoke_reason,
+        use_count=record.use_count,
+        last_caller=record.last_caller,
+    )
+    _set_time(key.create_time, record.create_time)
+    _set_time(key.expire_time, record.expire_time)
+    _set_time(key.revoke_time, record.revoke_time)
+    _set_time(key.grace_expire_time, record.grace_expire_time)
+    _set_time(key.last_used_time, record.last_used_time)
+    return key
+
+
+def principal_to_pb(principal: Principal) -> res.Principal:
+    out = res.Principal(
+        key_id=principal.key_id,
+        workspace_id=principal.workspace_id,
+        kind=_KIND_TO_PB[principal.kind],
+        scopes=principal.scopes,
+    )
+    _set_time(out.expire_time, principal.expire_time)
+    return out
+
+
+def _bearer(context: grpc.ServicerContext) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+    return None
+
+
+def _kind_from_pb(value: int) -> KeyKind | None:
+    return _KIND_FROM_PB.get(value)
+
+
+def _violation(field: str, description: str) -> FieldViolation:
+    return FieldViolation(field, description)
+
+
+# -- the servicer ---------------------------------------------------------
+
+
+class AuthServicer(pb_grpc.AuthServiceServicer):
+    """Implements ``woes.auth.v1.AuthService`` over a :class:`CredentialManager`."""
+
+    def __init__(self, manager: CredentialManager):
+        self.manager = manager
+        # Principals are immutable and shared by every call of a cached key:
+        # build each response message once.
+        self._responses: dict[Principal, pb.AuthenticateResponse] = {}
+
+    def _authenticate_response(self, principal: Principal) -> pb.AuthenticateResponse:
+        response = self._responses.get(principal)
+        if response is None:
+            response = pb.AuthenticateResponse(principal=principal_to_pb(principal))
+            if len(self._responses) >= self.manager.cache.max_entries:
+                self._responses.clear()
+            self._responses[principal] = response
+        return response
+
+    def Authenticate(self, request: pb.AuthenticateRequest, context):
+        try:
+            principal = self.manager.authenticate(
+                request.credential, request.required_scopes, request.caller
+            )
+        except AuthError as error:
+            return abort(context, error)
+        return self._authenticate_response(principal)
+
+    def VerifyWidgetKey(self, request: pb.VerifyWidgetKeyRequest, context):
+        try:
+            principal = self.manager.verify_widget_key(request.public_key, request.origin)
+        except AuthError as error:
+            return abort(context, error)
+        return pb.VerifyWidgetKeyResponse(workspace_id=principal.workspace_id, key_id=principal.key_id)
+
+    def _admin(self, context) -> str:
+        return "admin:" + self.manager.authenticate_admin(_bearer(context)).key_id
+
+    def IssueKey(self, request: pb.IssueKeyRequest, context):
+        try:
+            actor = self._admin(context)
+            spec = IssueSpec(
+                workspace_id=request.workspace_id,
+                kind=_kind_from_pb(request.kind),
+                display_name=request.display_name,
+                scopes=tuple(request.scopes),
+                expire_time=request.expire_time.ToDatetime(tzinfo=UTC) if request.HasField("expire_time") else None,
+                allowed_origins=tuple(request.allowed_origins),
+                request_id=request.request_id,
+            )
+            issued = self.manager.issue_key(actor, spec)
+        except AuthError as error:
+            return abort(context, error)
+        except (ValueError, OverflowError):
+            return abort(context, InvalidArgument(_violation("expire_time", "not a valid timestamp")))
+        return pb.IssueKeyResponse(key=key_to_pb(issued.key), secret=issued.secret, replayed=issued.replayed)
+
+    def Rotate(self, request: pb.RotateRequest, context):
+        try:
+            actor = self._admin(context)
+            grace = None
+            if request.HasField("grace_period"):
+                d = request.grace_period
+                if d.seconds < 0 or d.nanos < 0:
+                    grace = timedelta(seconds=-1)
+                else:
+                    grace = timedelta(seconds=min(d.seconds, 10**9), microseconds=d.nanos // 1000)
+            issued, previous = self.manager.rotate(actor, request.key_id, grace)
+        except AuthError as error:
+            return abort(context, error)
+        return pb.RotateResponse(key=key_to_pb(issued.key), secret=issued.secret, previous_key=key_to_pb(previous))
+
+    def Revoke(self, request: pb.RevokeRequest, context):
+        try:
+            actor = self._admin(context)
+            record = self.manager.revoke(actor, request.key_id, request.reason)
+        except AuthError as error:
+            return abort(context, error)
+        return pb.RevokeResponse(key=key_to_pb(record))
+
+    def GetKey(self, request: pb.GetKeyRequest, context):
+        try:
+            self._admin(context)
+            record = self.manager.get_key(request.key_id)
+        except AuthError as error:
+            return abort(context, error)
+        return pb.GetKeyResponse(key=key_to_pb(record))
+
+    def ListKeys(self, request: pb.ListKeysRequest, context):
+        try:
+            self._admin(context)
+            page = self.manager.list_keys(request.workspace_id, request.page_size, request.page_token)
+        except AuthError as error:
+            return abort(context, error)
+        return pb.ListKeysResponse(keys=[key_to_pb(k) for k in page.keys], next_page_token=page.next_page_token)
+
+
+# -- registration -----------------------------------------------------------
+
+
+class _Undecodable:
+    """Stands for request bytes that are not a valid message (e.g. invalid UTF-8 in a string)."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _safe_deserializer(message_cls) -> Callable[[bytes], object]:
+    from_string = message_cls.FromString
+
+    def deserialize(data: bytes):
+        try:
+            return from_string(data)
+        except (DecodeError, ValueError, RuntimeError):
+            return _UNDECODABLE
+
+    return deserialize
+
+
+def _guarded(method: Callable, name: str) -> Callable:
+    def handler(request, context):
+        if request is _UNDECODABLE:
+            return abort(
+                context,
+                InvalidArgument(_violation("request", "not a valid message (string fields must be UTF-8)")),
+            )
+        try:
+            return method(request, context)
+        except Exception as exc:
+            if isinstance(exc, AuthError):
+                return abort(context, exc)
+            if context.code() is not None or _is_abort(exc):
+                raise
+            log.exception("unexpected error in %s", name)
+            return abort(context, InternalError("internal error; see the server log"))
+
+    return handler
+
+
+def _is_abort(exc: Exception) -> bool:
+    # grpcio signals an abort by raising a bare Exception subclass from context.abort.
+    return type(exc).__name__ in ("_AbortError", "AbortError") or isinstance(exc, grpc.RpcError)
+
+
+def add_to_server(servicer: AuthServicer, server: grpc.Server) -> None:
+    """Register the service with decoders that turn undecodable requests into INVALID_ARGUMENT."""
+    service = pb.DESCRIPTOR.services_by_name["AuthService"]
+    handlers = {}
+    for method in service.methods:
+        request_cls = getattr(pb, method.input_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _guarded(getattr(servicer, method.name), method.name),
+            request_deserializer=_safe_deserializer(request_cls),
+            response_serializer=lambda m: m.SerializeToString(),
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)

@@ -1,0 +1,223 @@
+"""Server wiring: the gRPC server, health, reflection, background threads, signals, workers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.engine import make_url
+from woes.auth.v1 import auth_service_pb2
+
+from . import rpc
+from .cache import VerifiedCache
+from .config import ConfigError, Settings, is_loopback, load_pepper, split_listen
+from .credentials import CredentialManager
+from .crypto import Pepper
+from .feed import ChangeFeedFollower
+from .store import CredentialStore, SqlStore
+from .usage import UsageRecorder
+
+log = logging.getLogger("auth_service.server")
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_connection_idle_ms", 30 * 60_000),
+    ("grpc.so_reuseport", 1),
+]
+
+
+@dataclass
+class Runtime:
+    """One serving process: its store, manager, background threads and gRPC server."""
+
+    settings: Settings
+    store: CredentialStore
+    manager: CredentialManager
+    feed: ChangeFeedFollower
+    usage: UsageRecorder
+    server: grpc.Server
+    health: health.HealthServicer
+    port: int
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Health NOT_SERVING, finish in-flight calls within ``grace``, flush usage, close."""
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        grace = self.settings.shutdown_grace if grace is None else grace
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self.feed.stop()
+        self.usage.stop()
+        self.store.close()
+
+
+def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = None) -> Runtime:
+    """Create (but do not start) a serving process bound to ``settings.listen``."""
+    store = store or SqlStore(settings.resolved_database_url())
+    cache = VerifiedCache(
+        max_entries=settings.cache_size,
+        ttl=settings.cache_ttl,
+        negative_max_entries=settings.cache_size,
+        negative_ttl=settings.negative_ttl,
+    )
+    usage = UsageRecorder(store, interval=settings.usage_flush)
+    manager = CredentialManager(store, pepper, cache, usage, outage_window=settings.outage_window)
+    feed = ChangeFeedFollower(store, lambda key_id, _change: cache.invalidate(key_id), interval=settings.feed_interval)
+    manager.feed_staleness = feed.staleness
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="woes-auth-rpc"),
+        options=SERVER_OPTIONS,
+        maximum_concurrent_rpcs=1000,
+    )
+    rpc.add_to_server(rpc.AuthServicer(manager), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    port = server.add_insecure_port(settings.listen)
+    if port == 0:
+        raise ConfigError(f"cannot listen on {settings.listen}")
+    return Runtime(settings, store, manager, feed, usage, server, health_servicer, port)
+
+
+def start(runtime: Runtime) -> Runtime:
+    runtime.feed.start()
+    runtime.usage.start()
+    runtime.server.start()
+    for name in ("", rpc.SERVICE_NAME):
+        runtime.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return runtime
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def serve_one(settings: Settings, pepper: Pepper, worker: int | None = None) -> int:
+    """Serve in this process until SIGTERM or SIGINT; returns the exit code."""
+    stop_requested = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("received %s: shutting down", signal.Signals(signum).name)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runtime = start(build(settings, pepper))
+    host, _ = split_listen(settings.listen)
+    mode = "plaintext on loopback only" if is_loopback(host) else "PLAINTEXT on a non-loopback address"
+    log.info(
+        "serving woes.auth.v1.AuthService on %s:%d (%s)%s",
+        host,
+        runtime.port,
+        mode,
+        "" if worker is None else f" worker {worker}",
+    )
+    while not stop_requested.wait(0.5):
+        pass
+    runtime.stop()
+    log.info("stopped")
+    return 0
+
+
+def serve(settings: Settings) -> int:
+    settings.validate()
+    pepper, note = load_pepper(settings, create=True)
+    log.info(note)
+    # Create the schema once, before any worker exists (and before any gRPC object: fork safety).
+    SqlStore(settings.resolved_database_url()).close()
+    log.info("database %s", _safe_url(settings.resolved_database_url()))
+    workers = settings.effective_workers()
+    if workers == 1:
+        return serve_one(settings, pepper)
+    _, port = split_listen(settings.listen)
+    if port == 0:
+        raise ConfigError("several workers need a fixed port (they share it with SO_REUSEPORT)")
+    return _supervise(settings, pepper, workers)
+
+
+def _supervise(settings: Settings, pepper: Pepper, workers: int) -> int:
+    """Fork ``workers`` serving processes sharing the port; restart any that dies; stop all on SIGTERM."""
+    children: dict[int, int] = {}
+    stopping = threading.Event()
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = serve_one(settings, pepper, worker=index)
+            except Exception:
+                log.exception("worker %d failed", index)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[pid] = index
+
+    def on_signal(signum, _frame):
+        stopping.set()
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("starting %d workers", workers)
+    for index in range(workers):
+        spawn(index)
+    exit_code = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        index = children.pop(pid, None)
+        if index is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if stopping.is_set():
+            if code != 0:
+                exit_code = 1
+            continue
+        log.error("worker %d exited with %d; restarting it", index, code)
+        time.sleep(1)
+        if not stopping.is_set():
+            spawn(index)
+    return exit_code
+
+
+def main_serve(settings: Settings) -> int:
+    try:
+        return serve(settings)
+    except ConfigError as exc:
+        log.error("cannot start: %s", exc)
+        print(f"woes-auth: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,479 @@
+"""SQLAlchemy storage driver: SQLite (embedded default) and PostgreSQL.
+
+Times are stored as integer microseconds since the Unix epoch (UTC), which both
+engines compare exactly. Every multi-row change is one transaction. On SQLite,
+write transactions start with ``BEGIN IMMEDIATE`` so that two writers never
+deadlock on a lock upgrade; readers use WAL and never block writers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from ..errors import StoreUnavailable
+from ..models import AuditEvent, KeyRecord, StoredState, UsageDelta
+from ..tokens import KeyKind
+from .interface import Change, CredentialStore, RequestIdTaken, RotateConflict
+
+metadata = MetaData()
+
+_BigInt = BigInteger().with_variant(Integer, "sqlite")
+
+keys = Table(
+    "keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("workspace_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("display_name", String(100), nullable=False, default=""),
+    Column("scopes", Text, nullable=False, default="[]"),
+    Column("allowed_origins", Text, nullable=False, default="[]"),
+    Column("digest", LargeBinary(32), nullable=False),
+    Column("pepper_id", String(32), nullable=False),
+    Column("hint", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("create_us", BigInteger, nullable=False),
+    Column("expire_us", BigInteger),
+    Column("revoke_us", BigInteger),
+    Column("revoke_reason", String(200), nullable=False, default=""),
+    Column("rotated_to", String(32), nullable=False, default=""),
+    Column("rotated_from", String(32), nullable=False, default=""),
+    Column("grace_expire_us", BigInteger),
+    Column("request_id", String(64), unique=True),
+    Column("request_fingerprint", String(64), nullable=False, default=""),
+    Column("created_by", String(64), nullable=False, default=""),
+    Column("last_used_us", BigInteger),
+    Column("use_count", BigInteger, nullable=False, default=0),
+    Column("last_caller", String(64), nullable=False, default=""),
+)
+Index("ix_keys_workspace_create", keys.c.workspace_id, keys.c.create_us, keys.c.key_id)
+Index("ix_keys_create", keys.c.create_us, keys.c.key_id)
+
+changes = Table(
+    "key_changes",
+    metadata,
+    Column("seq", _BigInt, primary_key=True, autoincrement=True),
+    Column("key_id", String(32), nullable=False),
+    Column("change", String(16), nullable=False),
+    Column("time_us", BigInteger, nullable=False),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", _BigInt, primary_key=True, autoincrement=True),
+    Column("time_us", BigInteger, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("key_id", String(32), nullable=False, default=""),
+    Column("workspace_id", String(64), nullable=False, default=""),
+    Column("request_id", String(64), nullable=False, default=""),
+    Column("detail", String(500), nullable=False, default=""),
+)
+Index("ix_audit_key", audit_events.c.key_id, audit_events.c.id)
+Index("ix_audit_workspace", audit_events.c.workspace_id, audit_events.c.id)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def to_us(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    return (value - _EPOCH) // _MICRO
+
+
+def from_us(value: int | None) -> datetime | None:
+    if value is None:
+        return None
+    return _EPOCH + int(value) * _MICRO
+
+
+T = TypeVar("T")
+
+_OUTAGE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
+def _row_to_record(row) -> KeyRecord:
+    return KeyRecord(
+        key_id=row.key_id,
+        workspace_id=row.workspace_id,
+        kind=KeyKind(row.kind),
+        display_name=row.display_name,
+        scopes=tuple(json.loads(row.scopes)),
+        allowed_origins=tuple(json.loads(row.allowed_origins)),
+        digest=bytes(row.digest),
+        pepper_id=row.pepper_id,
+        hint=row.hint,
+        stored_state=StoredState(row.state),
+        create_time=from_us(row.create_us),
+        expire_time=from_us(row.expire_us),
+        revoke_time=from_us(row.revoke_us),
+        revoke_reason=row.revoke_reason,
+        rotated_to=row.rotated_to,
+        rotated_from=row.rotated_from,
+        grace_expire_time=from_us(row.grace_expire_us),
+        request_id=row.request_id or "",
+        request_fingerprint=row.request_fingerprint,
+        created_by=row.created_by,
+        last_used_time=from_us(row.last_used_us),
+        use_count=row.use_count,
+        last_caller=row.last_caller,
+    )
+
+
+def _record_to_row(record: KeyRecord) -> dict:
+    return {
+        "key_id": record.key_id,
+        "workspace_id": record.workspace_id,
+        "kind": record.kind.value,
+        "display_name": record.display_name,
+        "scopes": json.dumps(list(record.scopes)),
+        "allowed_origins": json.dumps(list(record.allowed_origins)),
+        "digest": record.digest,
+        "pepper_id": record.pepper_id,
+        "hint": record.hint,
+        "state": record.stored_state.value,
+        "create_us": to_us(record.create_time),
+        "expire_us": to_us(record.expire_time),
+        "revoke_us": to_us(record.revoke_time),
+        "revoke_reason": record.revoke_reason,
+        "rotated_to": record.rotated_to,
+        "rotated_from": record.rotated_from,
+        "grace_expire_us": to_us(record.grace_expire_time),
+        "request_id": record.request_id or None,
+        "request_fingerprint": record.request_fingerprint,
+        "created_by": record.created_by,
+        "last_used_us": to_us(record.last_used_time),
+        "use_count": record.use_count,
+        "last_caller": record.last_caller,
+    }
+
+
+def _audit_row(event: AuditEvent) -> dict:
+    return {
+        "time_us": to_us(event.time),
+        "actor": event.actor[:64],
+        "action": event.action,
+        "outcome": event.outcome,
+        "key_id": event.key_id,
+        "workspace_id": event.workspace_id,
+        "request_id": event.request_id[:64],
+        "detail": event.detail[:500],
+    }
+
+
+def _change_row(key_id: str, change: str, now: datetime) -> dict:
+    return {"key_id": key_id, "change": change, "time_us": to_us(now)}
+
+
+def _sqlite_engine(url: str, immediate: bool) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        pool_size=8,
+        max_overflow=8,
+        pool_pre_ping=False,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class SqlStore(CredentialStore):
+    """The SQLAlchemy driver. ``url`` is any SQLAlchemy URL (sqlite or postgresql+psycopg)."""
+
+    def __init__(self, url: str, *, create_schema: bool = True):
+        parsed = make_url(url)
+        self.url = url
+        self.dialect = parsed.get_backend_name()
+        self._count_lock = threading.Lock()
+        self._queries = 0
+        if self.dialect == "sqlite":
+            database = parsed.database
+            if database and database != ":memory:":
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self._read = _sqlite_engine(url, immediate=False)
+            self._write = _sqlite_engine(url, immediate=True)
+        else:
+            self._read = create_engine(
+                url,
+                pool_size=8,
+                max_overflow=8,
+                pool_pre_ping=True,
+                pool_timeout=5,
+                connect_args={"connect_timeout": 5} if self.dialect == "postgresql" else {},
+            )
+            self._write = self._read
+        for engine in {self._read, self._write}:
+            event.listen(engine, "before_cursor_execute", self._count)
+        if create_schema:
+            self._guard(lambda: metadata.create_all(self._write))
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _count(self, *_args, **_kwargs) -> None:
+        with self._count_lock:
+            self._queries += 1
+
+    @property
+    def query_count(self) -> int:
+        return self._queries
+
+    def _guard(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except _OUTAGE_ERRORS as exc:
+            if isinstance(exc, sa_exc.OperationalError) and _is_locked(exc):
+                raise StoreUnavailable("the credential store is busy; retry later") from None
+            raise StoreUnavailable() from None
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StoreUnavailable() from None
+            raise
+
+    def _reading(self, fn: Callable[[Connection], T]) -> T:
+        def run():
+            with self._read.connect() as conn:
+                result = fn(conn)
+                conn.rollback()
+                return result
+
+        return self._guard(run)
+
+    def _writing(self, fn: Callable[[Connection], T]) -> T:
+        def run():
+            with self._write.begin() as conn:
+                return fn(conn)
+
+        return self._guard(run)
+
+    def close(self) -> None:
+        self._read.dispose()
+        if self._write is not self._read:
+            self._write.dispose()
+
+    # -- keys -------------------------------------------------------------
+
+    def get_key(self, key_id: str) -> KeyRecord | None:
+        stmt = select(keys).where(keys.c.key_id == key_id)
+
+        def run(conn: Connection):
+            row = conn.execute(stmt).first()
+            return _row_to_record(row) if row else None
+
+        return self._reading(run)
+
+    def insert_key(self, record: KeyRecord, audit: AuditEvent) -> KeyRecord:
+        def run(conn: Connection):
+            if record.request_id:
+                row = conn.execute(select(keys).where(keys.c.request_id == record.request_id)).first()
+                if row is not None:
+                    return RequestIdTaken(_row_to_record(row))
+            conn.execute(insert(keys).values(**_record_to_row(record)))
+            conn.execute(insert(changes).values(**_change_row(record.key_id, "issued", record.create_time)))
+            conn.execute(insert(audit_events).values(**_audit_row(audit)))
+            return record
+
+        try:
+            result = self._writing(run)
+        except sa_exc.IntegrityError:
+            # A concurrent insert with the same request_id won the race.
+            existing = self._reading(
+                lambda conn: conn.execute(select(keys).where(keys.c.request_id == record.request_id)).first()
+            )
+            if record.request_id and existing is not None:
+                raise RequestIdTaken(_row_to_record(existing)) from None
+            raise
+        if isinstance(result, RequestIdTaken):
+            raise result
+        return result
+
+    def rotate(
+        self, key_id: str, new: KeyRecord, grace_expire_time: datetime, audit: AuditEvent
+    ) -> tuple[KeyRecord, KeyRecord]:
+        def run(conn: Connection):
+            # Never extend the old key past its own expiry.
+            grace_us = to_us(grace_expire_time)
+            done = conn.execute(
+                update(keys)
+                .where(keys.c.key_id == key_id, keys.c.state == StoredState.ACTIVE.value)
+                .values(
+                    state=StoredState.ROTATED.value,
+                    rotated_to=new.key_id,
+                    grace_expire_us=case(
+                        (
+                            and_(keys.c.expire_us.is_not(None), keys.c.expire_us < grace_us),
+                            keys.c.expire_us,
+                        ),
+                        else_=grace_us,
+                    ),
+                )
+            )
+            row = conn.execute(select(keys).where(keys.c.key_id == key_id)).first()
+            if row is None:
+                raise LookupError(key_id)
+            if done.rowcount != 1:
+                return RotateConflict(_row_to_record(row))
+            conn.execute(insert(keys).values(**_record_to_row(new)))
+            conn.execute(insert(changes).values(**_change_row(key_id, "rotated", new.create_time)))
+            conn.execute(insert(changes).values(**_change_row(new.key_id, "issued", new.create_time)))
+            conn.execute(insert(audit_events).values(**_audit_row(audit)))
+            return _row_to_record(row), new
+
+        result = self._writing(run)
+        if isinstance(result, RotateConflict):
+            raise result
+        return result
+
+    def revoke(self, key_id: str, reason: str, now: datetime, audit: AuditEvent) -> tuple[KeyRecord, bool]:
+        def run(conn: Connection):
+            done = conn.execute(
+                update(keys)
+                .where(keys.c.key_id == key_id, keys.c.state != StoredState.REVOKED.value)
+                .values(state=StoredState.REVOKED.value, revoke_us=to_us(now), revoke_reason=reason)
+            )
+            row = conn.execute(select(keys).where(keys.c.key_id == key_id)).first()
+            if row is None:
+                raise LookupError(key_id)
+            changed = done.rowcount == 1
+            if changed:
+                conn.execute(insert(changes).values(**_change_row(key_id, "revoked", now)))
+            conn.execute(insert(audit_events).values(**_audit_row(audit)))
+            return _row_to_record(row), changed
+
+        return self._writing(run)
+
+    def list_keys(self, workspace_id: str, limit: int, after: tuple[datetime, str] | None) -> list[KeyRecord]:
+        stmt = select(keys)
+        if workspace_id:
+            stmt = stmt.where(keys.c.workspace_id == workspace_id)
+        if after is not None:
+            create_us, key_id = to_us(after[0]), after[1]
+            stmt = stmt.where(
+                or_(keys.c.create_us < create_us, and_(keys.c.create_us == create_us, keys.c.key_id < key_id))
+            )
+        stmt = stmt.order_by(keys.c.create_us.desc(), keys.c.key_id.desc()).limit(limit)
+        return self._reading(lambda conn: [_row_to_record(r) for r in conn.execute(stmt)])
+
+    # -- change feed ------------------------------------------------------
+
+    def latest_change(self) -> int:
+        return self._reading(lambda conn: conn.execute(select(func.max(changes.c.seq))).scalar() or 0)
+
+    def changes_since(self, seq: int, also: tuple[int, ...] = (), limit: int = 1000) -> list[Change]:
+        cond = changes.c.seq > seq
+        if also:
+            cond = or_(cond, changes.c.seq.in_(also))
+        stmt = select(changes.c.seq, changes.c.key_id, changes.c.change).where(cond).order_by(changes.c.seq)
+        stmt = stmt.limit(limit)
+        return self._reading(lambda conn: [Change(r.seq, r.key_id, r.change) for r in conn.execute(stmt)])
+
+    def prune_changes(self, older_than: datetime) -> int:
+        stmt = delete(changes).where(changes.c.time_us < to_us(older_than))
+        return self._writing(lambda conn: conn.execute(stmt).rowcount)
+
+    # -- usage ------------------------------------------------------------
+
+    def record_usage(self, deltas: list[UsageDelta]) -> None:
+        if not deltas:
+            return
+        stmt = (
+            update(keys)
+            .where(keys.c.key_id == bindparam("k"))
+            .values(
+                use_count=keys.c.use_count + bindparam("n"),
+                last_used_us=case(
+                    (
+                        or_(keys.c.last_used_us.is_(None), keys.c.last_used_us < bindparam("t")),
+                        bindparam("t"),
+                    ),
+                    else_=keys.c.last_used_us,
+                ),
+                last_caller=case(
+                    (bindparam("c") != "", bindparam("c")),
+                    else_=keys.c.last_caller,
+                ),
+            )
+        )
+        params = [
+            {"k": d.key_id, "n": d.count, "t": to_us(d.last_used_time), "c": d.last_caller} for d in deltas
+        ]
+        self._writing(lambda conn: conn.execute(stmt, params))
+
+    # -- audit ------------------------------------------------------------
+
+    def write_audit(self, event_: AuditEvent) -> None:
+        self._writing(lambda conn: conn.execute(insert(audit_events).values(**_audit_row(event_))))
+
+    def list_audit(self, key_id: str = "", limit: int = 100) -> list[AuditEvent]:
+        stmt = select(audit_events)
+        if key_id:
+            stmt = stmt.where(audit_events.c.key_id == key_id)
+        stmt = stmt.order_by(audit_events.c.id.desc()).limit(limit)
+
+        def run(conn):
+            return [
+                AuditEvent(
+                    action=r.action,
+                    actor=r.actor,
+                    outcome=r.outcome,
+                    key_id=r.key_id,
+                    workspace_id=r.workspace_id,
+                    request_id=r.request_id,
+                    detail=r.detail,
+                    time=from_us(r.time_us),
+                )
+                for r in conn.execute(stmt)
+            ]
+
+        return self._reading(run)
+
+
+def _is_locked(exc: sa_exc.OperationalError) -> bool:
+    return "locked" in str(exc.orig).lower() or "busy" in str(exc.orig).lower()

@@ -1,0 +1,129 @@
+"""The credential string format.
+
+    woes_<kind>_<key id: 12 base62>_<secret: 43 base62><checksum: 6 base62>
+
+* ``<kind>`` is ``sk`` (server API credential), ``pk`` (widget public key) or
+  ``ak`` (admin credential).
+* The key id is public: it finds the stored record in one indexed lookup and
+  appears in display hints and logs.
+* The secret is 43 characters drawn by :mod:`secrets` from 62 symbols:
+  43 x log2(62) = 256.03 bits.
+* The checksum is CRC32 of everything before it, in base62, zero padded. It is
+  no authentication (anyone can compute it); it lets the service refuse typos
+  and garbage before any storage access, and lets secret scanners match the
+  format offline.
+
+:data:`TOKEN_REGEX` is the published pattern.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import zlib
+from dataclasses import dataclass
+from enum import Enum
+
+from .errors import CredentialMalformed
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+KEY_ID_LEN = 12
+SECRET_LEN = 43
+CHECKSUM_LEN = 6
+MAX_CREDENTIAL_LEN = 256
+
+
+class KeyKind(Enum):
+    """Credential families. The value is the stored name."""
+
+    SERVER = "server"
+    WIDGET = "widget"
+    ADMIN = "admin"
+
+
+PREFIXES: dict[KeyKind, str] = {
+    KeyKind.SERVER: "woes_sk_",
+    KeyKind.WIDGET: "woes_pk_",
+    KeyKind.ADMIN: "woes_ak_",
+}
+_KIND_BY_CODE = {prefix[5:7]: kind for kind, prefix in PREFIXES.items()}
+
+TOKEN_PATTERN = (
+    r"woes_(sk|pk|ak)_([0-9A-Za-z]{%d})_([0-9A-Za-z]{%d})([0-9A-Za-z]{%d})"
+    % (KEY_ID_LEN, SECRET_LEN, CHECKSUM_LEN)
+)
+TOKEN_REGEX = re.compile(TOKEN_PATTERN)
+"""Matches a whole woes credential; group 1 is the kind code, 2 the key id."""
+
+TOKEN_LEN = len("woes_xx_") + KEY_ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN
+_KEY_ID_REGEX = re.compile(r"[0-9A-Za-z]{%d}" % KEY_ID_LEN)
+
+
+def _random(n: int) -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(n))
+
+
+def _base62(value: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        value, digit = divmod(value, 62)
+        out.append(ALPHABET[digit])
+    return "".join(reversed(out))
+
+
+def checksum(body: str) -> str:
+    """Base62 CRC32 of ``body`` (the token without its checksum)."""
+    return _base62(zlib.crc32(body.encode("ascii")), CHECKSUM_LEN)
+
+
+def new_key_id() -> str:
+    return _random(KEY_ID_LEN)
+
+
+def is_key_id(value: str) -> bool:
+    return _KEY_ID_REGEX.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A parsed, checksum-valid credential string. ``token`` is the secret: never log it."""
+
+    kind: KeyKind
+    key_id: str
+    token: str
+
+    def __repr__(self) -> str:  # never show the secret, even in a traceback
+        return f"Credential(kind={self.kind.value}, hint={hint(self.token)})"
+
+    __str__ = __repr__
+
+
+def mint(kind: KeyKind, key_id: str | None = None) -> Credential:
+    """A new random credential of ``kind``."""
+    key_id = key_id or new_key_id()
+    body = f"{PREFIXES[kind]}{key_id}_{_random(SECRET_LEN)}"
+    return Credential(kind, key_id, body + checksum(body))
+
+
+def parse(token: str) -> Credential:
+    """Check a credential's shape and checksum without any I/O.
+
+    Raises :class:`CredentialMalformed` with a message that never repeats the input.
+    """
+    if not token:
+        raise CredentialMalformed("the credential is empty")
+    if len(token) != TOKEN_LEN:
+        raise CredentialMalformed("the credential does not have the woes credential format")
+    match = TOKEN_REGEX.fullmatch(token)
+    if match is None:
+        raise CredentialMalformed("the credential does not have the woes credential format")
+    if checksum(token[:-CHECKSUM_LEN]) != token[-CHECKSUM_LEN:]:
+        raise CredentialMalformed("the credential's checksum does not match")
+    return Credential(_KIND_BY_CODE[match.group(1)], match.group(2), token)
+
+
+def hint(token: str) -> str:
+    """A display hint safe to show and log: prefix, key id and last four characters."""
+    if len(token) == TOKEN_LEN and TOKEN_REGEX.fullmatch(token):
+        return f"{token[:8 + KEY_ID_LEN]}_...{token[-4:]}"
+    return "<malformed>"

@@ -1,0 +1,90 @@
+"""Usage metadata gathered in memory and written to the store in batches.
+
+Authenticate never writes to the store: it adds to an in-memory tally, and a
+background thread flushes the tally every ``interval`` seconds in one
+transaction (and once more at shutdown). If the store is unavailable the tally
+is kept and merged into the next flush, so nothing is lost to an outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+from .errors import StoreUnavailable
+from .models import UsageDelta
+from .store import CredentialStore
+
+log = logging.getLogger(__name__)
+
+
+class UsageRecorder:
+    def __init__(self, store: CredentialStore, interval: float = 5.0):
+        self._store = store
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._tally: dict[str, list] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def record(self, key_id: str, caller: str, now: float) -> None:
+        with self._lock:
+            entry = self._tally.get(key_id)
+            if entry is None:
+                self._tally[key_id] = [1, now, caller]
+            else:
+                entry[0] += 1
+                entry[1] = now
+                if caller:
+                    entry[2] = caller
+
+    def pending(self) -> int:
+        return len(self._tally)
+
+    def flush(self) -> int:
+        """Write the tally; on failure it is merged back. Returns keys written."""
+        with self._lock:
+            tally, self._tally = self._tally, {}
+        if not tally:
+            return 0
+        deltas = [
+            UsageDelta(k, n, datetime.fromtimestamp(t, UTC), c) for k, (n, t, c) in tally.items()
+        ]
+        try:
+            self._store.record_usage(deltas)
+        except Exception:
+            with self._lock:
+                for key_id, (n, t, c) in tally.items():
+                    entry = self._tally.get(key_id)
+                    if entry is None:
+                        self._tally[key_id] = [n, t, c]
+                    else:
+                        entry[0] += n
+                        entry[1] = max(entry[1], t)
+                        entry[2] = entry[2] or c
+            raise
+        return len(deltas)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="woes-auth-usage", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and write what is left."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self.flush()
+        except StoreUnavailable:
+            log.error("usage of %d keys could not be written at shutdown: store unavailable", self.pending())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.flush()
+            except StoreUnavailable:
+                log.warning("usage flush postponed: the credential store is unavailable")
+            except Exception:
+                log.exception("usage flush failed")
