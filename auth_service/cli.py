@@ -158,7 +158,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return _call(
             args,
             "ListKeys",
-            pb.ListKeysRequest(workspace_id=args.workspace or "", page_size=args.page_size, page_token=args.page_token or ""),
+            pb.ListKeysRequest(
+                workspace_id=args.workspace or "", page_size=args.page_size, page_token=args.page_token or ""
+            ),
         )
     if args.keys_command == "get":
         return _call(args, "GetKey", pb.GetKeyRequest(key_id=args.key_id))

@@ -126,7 +126,7 @@ class Settings:
         """Development keys live beside the SQLite database (or in the data dir otherwise)."""
         url = self.resolved_database_url()
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            return Path(url[len("sqlite:///"):]).expanduser().parent
+            return Path(url[len("sqlite:///") :]).expanduser().parent
         return self.data_dir
 
 

@@ -161,9 +161,7 @@ class CredentialManager:
         if record is None:
             self.cache.remember_unknown_key_id(cred.key_id, generation)
             raise CredentialUnknown("unknown credential")
-        if record.kind is not cred.kind or not self.pepper.verify(
-            record.pepper_id, cred.token, record.digest, digest
-        ):
+        if record.kind is not cred.kind or not self.pepper.verify(record.pepper_id, cred.token, record.digest, digest):
             self.cache.remember_wrong_secret(cred.key_id, digest, generation)
             raise CredentialUnknown("unknown credential")
         entry = CachedKey.from_record(record, time.monotonic())
@@ -184,7 +182,9 @@ class CredentialManager:
             raise CredentialMalformed(f"the credential is longer than {tokens.MAX_CREDENTIAL_LEN} characters")
         return tokens.parse(token)
 
-    def authenticate(self, token: str, required_scopes: tuple[str, ...] | list[str] = (), caller: str = "") -> Principal:
+    def authenticate(
+        self, token: str, required_scopes: tuple[str, ...] | list[str] = (), caller: str = ""
+    ) -> Principal:
         """Verify a server API credential and its scopes."""
         if required_scopes:
             v = Violations()
@@ -249,9 +249,7 @@ class CredentialManager:
             raise AdminCredentialRequired("this RPC needs 'authorization: Bearer <admin credential>' metadata")
         cred = self._parse(bearer)
         if cred.kind is not KeyKind.ADMIN:
-            raise NotAdminCredential(
-                "this RPC needs an admin credential", metadata={"kind": cred.kind.value}
-            )
+            raise NotAdminCredential("this RPC needs an admin credential", metadata={"kind": cred.kind.value})
         entry = self._lookup(cred)
         self._check_live(entry, time.time())
         return entry.principal

@@ -169,9 +169,7 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
 
     def Authenticate(self, request: pb.AuthenticateRequest, context):
         try:
-            principal = self.manager.authenticate(
-                request.credential, request.required_scopes, request.caller
-            )
+            principal = self.manager.authenticate(request.credential, request.required_scopes, request.caller)
         except AuthError as error:
             return abort(context, error)
         return self._authenticate_response(principal)

@@ -48,9 +48,10 @@ PREFIXES: dict[KeyKind, str] = {
 }
 _KIND_BY_CODE = {prefix[5:7]: kind for kind, prefix in PREFIXES.items()}
 
-TOKEN_PATTERN = (
-    r"woes_(sk|pk|ak)_([0-9A-Za-z]{%d})_([0-9A-Za-z]{%d})([0-9A-Za-z]{%d})"
-    % (KEY_ID_LEN, SECRET_LEN, CHECKSUM_LEN)
+TOKEN_PATTERN = r"woes_(sk|pk|ak)_([0-9A-Za-z]{%d})_([0-9A-Za-z]{%d})([0-9A-Za-z]{%d})" % (
+    KEY_ID_LEN,
+    SECRET_LEN,
+    CHECKSUM_LEN,
 )
 TOKEN_REGEX = re.compile(TOKEN_PATTERN)
 """Matches a whole woes credential; group 1 is the kind code, 2 the key id."""
@@ -125,5 +126,5 @@ def parse(token: str) -> Credential:
 def hint(token: str) -> str:
     """A display hint safe to show and log: prefix, key id and last four characters."""
     if len(token) == TOKEN_LEN and TOKEN_REGEX.fullmatch(token):
-        return f"{token[:8 + KEY_ID_LEN]}_...{token[-4:]}"
+        return f"{token[: 8 + KEY_ID_LEN]}_...{token[-4:]}"
     return "<malformed>"

@@ -48,9 +48,7 @@ class UsageRecorder:
             tally, self._tally = self._tally, {}
         if not tally:
             return 0
-        deltas = [
-            UsageDelta(k, n, datetime.fromtimestamp(t, UTC), c) for k, (n, t, c) in tally.items()
-        ]
+        deltas = [UsageDelta(k, n, datetime.fromtimestamp(t, UTC), c) for k, (n, t, c) in tally.items()]
         try:
             self._store.record_usage(deltas)
         except Exception:

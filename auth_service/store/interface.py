@@ -69,9 +69,7 @@ class CredentialStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def list_keys(
-        self, workspace_id: str, limit: int, after: tuple[datetime, str] | None
-    ) -> list[KeyRecord]:
+    def list_keys(self, workspace_id: str, limit: int, after: tuple[datetime, str] | None) -> list[KeyRecord]:
         """Keys newest first (create_time, key_id descending), strictly after the cursor."""
 
     @abc.abstractmethod

@@ -441,9 +441,7 @@ class SqlStore(CredentialStore):
                 ),
             )
         )
-        params = [
-            {"k": d.key_id, "n": d.count, "t": to_us(d.last_used_time), "c": d.last_caller} for d in deltas
-        ]
+        params = [{"k": d.key_id, "n": d.count, "t": to_us(d.last_used_time), "c": d.last_caller} for d in deltas]
         self._writing(lambda conn: conn.execute(stmt, params))
 
     # -- audit ------------------------------------------------------------

@@ -1,0 +1,43 @@
+# woes-auth: every target sets up what it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROTOS := $(wildcard protos/woes/auth/v1/*.proto)
+GEN    := clients/python/src
+PYTEST_ARGS ?=
+
+.PHONY: venv protos run test bench lint fmt clean check-protos
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ./clients/python -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Regenerate the Python code of the contract (committed; see tests/test_protos.py).
+protos: $(STAMP)
+	$(BIN)/python -m auth_service.protogen $(GEN)
+
+run: $(STAMP)
+	$(BIN)/woes-auth serve
+
+# pytest exits 5 when it collects nothing: say so and fail, since an empty run proves nothing.
+test: $(STAMP)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check auth_service clients/python/src/woes_auth_client tests bench
+	$(BIN)/ruff format --check auth_service clients/python/src/woes_auth_client tests bench
+
+fmt: $(STAMP)
+	$(BIN)/ruff format auth_service clients/python/src/woes_auth_client tests bench
+	$(BIN)/ruff check --fix auth_service clients/python/src/woes_auth_client tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info clients/python/src/*.egg-info
