@@ -171,6 +171,7 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
         try:
             principal = self.manager.authenticate(request.credential, request.required_scopes, request.caller)
         except AuthError as error:
+            log.debug("Authenticate refused: %s", error.reason, extra={"method": "Authenticate", "code": error.reason})
             return abort(context, error)
         return self._authenticate_response(principal)
 
@@ -178,6 +179,9 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
         try:
             principal = self.manager.verify_widget_key(request.public_key, request.origin)
         except AuthError as error:
+            log.debug(
+                "VerifyWidgetKey refused: %s", error.reason, extra={"method": "VerifyWidgetKey", "code": error.reason}
+            )
             return abort(context, error)
         return pb.VerifyWidgetKeyResponse(workspace_id=principal.workspace_id, key_id=principal.key_id)
 
@@ -198,9 +202,19 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
             )
             issued = self.manager.issue_key(actor, spec)
         except AuthError as error:
+            log.info("IssueKey refused: %s", error.reason, extra={"method": "IssueKey", "code": error.reason})
             return abort(context, error)
         except (ValueError, OverflowError):
             return abort(context, InvalidArgument(_violation("expire_time", "not a valid timestamp")))
+        log.info(
+            "%s key %s (%s) for workspace %s by %s",
+            "replayed" if issued.replayed else "issued",
+            issued.key.key_id,
+            issued.key.kind.value,
+            issued.key.workspace_id,
+            actor,
+            extra={"method": "IssueKey", "key_id": issued.key.key_id},
+        )
         return pb.IssueKeyResponse(key=key_to_pb(issued.key), secret=issued.secret, replayed=issued.replayed)
 
     def Rotate(self, request: pb.RotateRequest, context):
@@ -215,7 +229,9 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
                     grace = timedelta(seconds=min(d.seconds, 10**9), microseconds=d.nanos // 1000)
             issued, previous = self.manager.rotate(actor, request.key_id, grace)
         except AuthError as error:
+            log.info("Rotate refused: %s", error.reason, extra={"method": "Rotate", "code": error.reason})
             return abort(context, error)
+        log.info("rotated key %s to %s by %s", previous.key_id, issued.key.key_id, actor, extra={"method": "Rotate"})
         return pb.RotateResponse(key=key_to_pb(issued.key), secret=issued.secret, previous_key=key_to_pb(previous))
 
     def Revoke(self, request: pb.RevokeRequest, context):
@@ -223,7 +239,9 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
             actor = self._admin(context)
             record = self.manager.revoke(actor, request.key_id, request.reason)
         except AuthError as error:
+            log.info("Revoke refused: %s", error.reason, extra={"method": "Revoke", "code": error.reason})
             return abort(context, error)
+        log.info("revoked key %s by %s", record.key_id, actor, extra={"method": "Revoke", "key_id": record.key_id})
         return pb.RevokeResponse(key=key_to_pb(record))
 
     def GetKey(self, request: pb.GetKeyRequest, context):
