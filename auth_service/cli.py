@@ -83,7 +83,10 @@ def cmd_bootstrap_admin(args: argparse.Namespace) -> int:
 
 def _admin_credential(args: argparse.Namespace) -> str:
     if args.admin_credential_file:
-        return Path(args.admin_credential_file).read_text().strip()
+        try:
+            return Path(args.admin_credential_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the admin credential file: {exc.strerror}") from None
     value = os.environ.get("WOES_AUTH_ADMIN_CREDENTIAL", "").strip()
     if not value:
         raise ConfigError("set WOES_AUTH_ADMIN_CREDENTIAL or pass --admin-credential-file")
@@ -134,7 +137,10 @@ _KINDS = {"server": 1, "widget": 2}
 
 
 def _parse_time(text: str) -> datetime:
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--expire-time {text!r} is not an ISO 8601 time such as 2027-01-01T00:00:00Z") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
