@@ -376,7 +376,6 @@ def test_reason_credential_expired(live_server):
     # Far enough ahead that IssueKey accepts it even on a loaded machine, close enough to wait for.
     expire = datetime.now(UTC) + timedelta(seconds=3)
     issued = issue(live_server, expire_time=_ts(expire))
-    assert _auth(live_server, issued.secret).principal.key_id == issued.key.key_id
     while datetime.now(UTC) < expire + timedelta(milliseconds=200):
         time.sleep(0.1)
     assert_error(_auth_fail(live_server, issued.secret), UNAUTH, "CREDENTIAL_EXPIRED")
