@@ -14,7 +14,8 @@
 | WOES_AUTH_FEED_INTERVAL | 0.25 | seconds between change-feed polls (the revocation bound) |
 | WOES_AUTH_OUTAGE_WINDOW | 60 | seconds cached verifications keep answering while the store is unreachable |
 | WOES_AUTH_USAGE_FLUSH | 5 | seconds between usage-metadata writes |
-| WOES_AUTH_SHUTDOWN_GRACE | 10 | seconds in-flight calls get to finish after SIGTERM |
+| WOES_AUTH_SHUTDOWN_DRAIN | 1 | seconds health answers NOT_SERVING after SIGTERM before new calls are refused |
+| WOES_AUTH_SHUTDOWN_GRACE | 10 | seconds in-flight calls get to finish after that |
 | WOES_AUTH_LOG_LEVEL | INFO | log level |
 """
 
@@ -67,6 +68,7 @@ class Settings:
     feed_interval: float = 0.25
     outage_window: float = 60.0
     usage_flush: float = 5.0
+    shutdown_drain: float = 1.0
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
     allow_remote_plaintext: bool = False
@@ -91,6 +93,7 @@ class Settings:
             ("FEED_INTERVAL", "feed_interval", float),
             ("OUTAGE_WINDOW", "outage_window", float),
             ("USAGE_FLUSH", "usage_flush", float),
+            ("SHUTDOWN_DRAIN", "shutdown_drain", float),
             ("SHUTDOWN_GRACE", "shutdown_grace", float),
         ):
             raw = _env(name)

@@ -56,12 +56,16 @@ class Runtime:
     stopped: threading.Event = field(default_factory=threading.Event)
 
     def stop(self, grace: float | None = None) -> None:
-        """Health NOT_SERVING, finish in-flight calls within ``grace``, flush usage, close."""
+        """Health NOT_SERVING, drain, finish in-flight calls within ``grace``, flush usage, close."""
         if self.stopped.is_set():
             return
         self.stopped.set()
         grace = self.settings.shutdown_grace if grace is None else grace
         self.health.enter_graceful_shutdown()
+        if self.settings.shutdown_drain > 0:
+            # Keep answering (health NOT_SERVING included) so load balancers that poll
+            # Health/Check see the drain and move traffic away before we refuse calls.
+            time.sleep(self.settings.shutdown_drain)
         self.server.stop(grace).wait()
         self.feed.stop()
         self.usage.stop()

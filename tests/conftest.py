@@ -15,7 +15,7 @@ import secrets
 import shutil
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -161,7 +161,7 @@ class LiveServer:
     runtime: server_mod.Runtime
     channel: grpc.Channel
     stub: auth_service_pb2_grpc.AuthServiceStub
-    admin_secret: str
+    admin_secret: str = field(repr=False)
 
     @property
     def target(self) -> str:
@@ -177,7 +177,7 @@ class LiveServer:
 
 
 def start_live_server(database_url: str, pepper: Pepper, **overrides) -> LiveServer:
-    settings = Settings(listen="127.0.0.1:0", database_url=database_url, shutdown_grace=1.0)
+    settings = Settings(listen="127.0.0.1:0", database_url=database_url, shutdown_grace=1.0, shutdown_drain=0.0)
     for name, value in overrides.items():
         setattr(settings, name, value)
     runtime = server_mod.start(server_mod.build(settings, pepper))

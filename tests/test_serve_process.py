@@ -188,3 +188,26 @@ def test_sigterm_with_several_workers_exits_0(tmp_path):
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(60) == 0
     assert server.log().count('"stopped"') == 2
+
+
+def test_after_sigterm_a_polling_health_check_sees_not_serving_during_the_drain(tmp_path):
+    server = start_serve(tmp_path, WOES_AUTH_SHUTDOWN_DRAIN="3")
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == SERVING
+            server.proc.send_signal(signal.SIGTERM)
+            seen = None
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    seen = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+                except grpc.RpcError:
+                    break
+                if seen == NOT_SERVING:
+                    break
+                time.sleep(0.05)
+            assert seen == NOT_SERVING, "a load balancer polling Health/Check never saw the drain"
+        assert server.proc.wait(60) == 0
+    finally:
+        server.stop()
