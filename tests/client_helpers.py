@@ -88,6 +88,7 @@ class FakeAuthService:
     delay: float = 0.0
     attempts: int = 0
     metadata: list[dict] = field(default_factory=list)
+    peers: list[str] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     server: grpc.Server | None = None
     port: int = 0
@@ -98,6 +99,7 @@ class FakeAuthService:
             index = self.attempts
             self.attempts += 1
             self.metadata.append(dict(context.invocation_metadata()))
+            self.peers.append(context.peer())
         if index < len(self.failures):
             context.abort_with_status(self.failures[index])
         if self.delay:

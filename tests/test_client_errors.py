@@ -105,7 +105,9 @@ def test_permission_denied_reasons(live_server, client):
     err = expect(WidgetKeyNotApiCredential, client.authenticate, widget.secret, secret=widget.secret)
     assert err.code is grpc.StatusCode.PERMISSION_DENIED and isinstance(err, PermissionDenied)
 
-    err = expect(CredentialKindNotAccepted, client.authenticate, live_server.admin_secret, secret=live_server.admin_secret)
+    err = expect(
+        CredentialKindNotAccepted, client.authenticate, live_server.admin_secret, secret=live_server.admin_secret
+    )
     assert err.reason == "CREDENTIAL_KIND_NOT_ACCEPTED"
 
     server_key = issue(live_server, scopes=["conversations:read"])
@@ -122,7 +124,9 @@ def test_permission_denied_reasons(live_server, client):
     assert err.reason == "CREDENTIAL_NOT_WIDGET_KEY"
 
     assert client.verify_widget_key(widget.secret, "https://shop.example").workspace_id == "ws-1"
-    err = expect(OriginNotAllowed, client.verify_widget_key, widget.secret, "https://evil.example", secret=widget.secret)
+    err = expect(
+        OriginNotAllowed, client.verify_widget_key, widget.secret, "https://evil.example", secret=widget.secret
+    )
     assert err.reason == "ORIGIN_NOT_ALLOWED"
 
 
