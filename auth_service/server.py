@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.engine import make_url
 from woes.auth.v1 import auth_service_pb2
 
-from . import rpc
+from . import envoy, rpc
 from .cache import VerifiedCache
 from .config import ConfigError, Settings, is_loopback, load_pepper, split_listen
 from .credentials import CredentialManager
@@ -92,12 +92,14 @@ def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = No
         maximum_concurrent_rpcs=1000,
     )
     rpc.add_to_server(rpc.AuthServicer(manager), server)
+    envoy.add_to_server(envoy.AuthorizationServicer(manager), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
             auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            envoy.SERVICE_NAME,
             reflection.SERVICE_NAME,
         ),
         server,
