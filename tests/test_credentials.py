@@ -945,3 +945,35 @@ def test_pepper_rotation_keeps_old_keys_working(env):
     dropped = CredentialManager(env.store, Pepper(Keyring.parse(new_text)))
     with pytest.raises(CredentialUnknown):
         dropped.authenticate(old.secret)
+
+
+class FailsAfterRotate:
+    """Delegates to a store; once ``rotate`` has committed, every read fails as in an outage."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.rotated = False
+
+    def rotate(self, *args, **kwargs):
+        result = self._inner.rotate(*args, **kwargs)
+        self.rotated = True
+        return result
+
+    def get_key(self, key_id):
+        if self.rotated:
+            raise StoreUnavailable()
+        return self._inner.get_key(key_id)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_a_committed_rotation_always_returns_the_new_secret(env, pepper):
+    """Once the store committed the rotation, the new secret must reach the caller: it exists nowhere else."""
+    old = env.server_key()
+    manager = CredentialManager(FailsAfterRotate(env.store), pepper)
+    new, previous = manager.rotate(ACTOR, old.key.key_id, timedelta(hours=1))
+    assert tokens.parse(new.secret).key_id == new.key.key_id
+    assert previous.stored_state is StoredState.ROTATED
+    assert previous.rotated_to == new.key.key_id
+    assert env.manager.authenticate(new.secret).key_id == new.key.key_id
