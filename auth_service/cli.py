@@ -4,6 +4,9 @@
     woes-auth bootstrap-admin    create an admin credential (printed once, last line of stdout)
     woes-auth keys issue|list|get|rotate|revoke
                                  admin tooling over gRPC against a running server
+    woes-auth conversations | test-credentials | audit | workspace-settings ...
+                                 the rest of the credential model (see cli_model.py)
+    woes-auth kek rotate         new primary key-encryption key, re-wrap every test credential
 
 Admin commands read the admin credential from ``WOES_AUTH_ADMIN_CREDENTIAL``
 or ``--admin-credential-file``, never from a flag value (flags end up in shell
@@ -60,6 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_bootstrap_admin(args: argparse.Namespace) -> int:
     from .credentials import CredentialManager
+    from .errors import AuthError
     from .store import SqlStore
 
     settings = _settings(args)
@@ -68,7 +72,10 @@ def cmd_bootstrap_admin(args: argparse.Namespace) -> int:
     log.info(note)
     store = SqlStore(settings.resolved_database_url())
     try:
-        issued = CredentialManager(store, pepper).bootstrap_admin(args.name)
+        issued = CredentialManager(store, pepper).bootstrap_admin(args.name, permissions=tuple(args.permission or ()))
+    except AuthError as exc:
+        print(f"woes-auth: {exc.message}", file=sys.stderr)
+        return 2
     finally:
         store.close()
     log.info("created admin key %s", issued.key.key_id)
@@ -199,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     boot = sub.add_parser("bootstrap-admin", help="create an admin credential; prints it as the last line")
     boot.add_argument("--name", default="bootstrap admin", help="display name of the admin key")
+    boot.add_argument(
+        "--permission",
+        action="append",
+        help="internal permission to grant the new admin key, e.g. lab:test_credentials:reveal (repeatable)",
+    )
     boot.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     _add_storage_flags(boot)
     boot.set_defaults(func=cmd_bootstrap_admin)
@@ -229,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument("key_id")
     rev.add_argument("--reason")
     keys.set_defaults(func=cmd_keys)
+
+    from .cli_model import add_model_commands
+
+    add_model_commands(sub, _add_storage_flags)
     return parser
 
 

@@ -23,7 +23,9 @@ from .config import ConfigError, Settings, is_loopback, load_pepper, split_liste
 from .credentials import CredentialManager
 from .crypto import Pepper
 from .feed import ChangeFeedFollower
+from .model import ModelServices, build_model, load_ring
 from .store import CredentialStore, SqlStore
+from .store.model_sql import ModelStore
 from .usage import UsageRecorder
 
 log = logging.getLogger("auth_service.server")
@@ -54,6 +56,7 @@ class Runtime:
     health: health.HealthServicer
     port: int
     stopped: threading.Event = field(default_factory=threading.Event)
+    model: ModelServices | None = None
 
     def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING, drain, finish in-flight calls within ``grace``, flush usage, close."""
@@ -69,6 +72,8 @@ class Runtime:
         self.server.stop(grace).wait()
         self.feed.stop()
         self.usage.stop()
+        if self.model is not None:
+            self.model.stop()
         self.store.close()
 
 
@@ -91,7 +96,8 @@ def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = No
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=1000,
     )
-    rpc.add_to_server(rpc.AuthServicer(manager), server)
+    model = build_model(settings, manager, store) if isinstance(store, SqlStore) else None
+    rpc.add_to_server(rpc.AuthServicer(manager, model), server)
     envoy.add_to_server(envoy.AuthorizationServicer(manager), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -107,12 +113,14 @@ def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = No
     port = server.add_insecure_port(settings.listen)
     if port == 0:
         raise ConfigError(f"cannot listen on {settings.listen}")
-    return Runtime(settings, store, manager, feed, usage, server, health_servicer, port)
+    return Runtime(settings, store, manager, feed, usage, server, health_servicer, port, model=model)
 
 
 def start(runtime: Runtime) -> Runtime:
     runtime.feed.start()
     runtime.usage.start()
+    if runtime.model is not None:
+        runtime.model.start()
     runtime.server.start()
     for name in ("", rpc.SERVICE_NAME):
         runtime.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -155,7 +163,12 @@ def serve(settings: Settings) -> int:
     pepper, note = load_pepper(settings, create=True)
     log.info(note)
     # Create the schema once, before any worker exists (and before any gRPC object: fork safety).
-    SqlStore(settings.resolved_database_url()).close()
+    schema_store = SqlStore(settings.resolved_database_url())
+    try:
+        _kek_ring, kek_note = load_ring(settings, ModelStore(schema_store), create=True)
+    finally:
+        schema_store.close()
+    log.info(kek_note)
     log.info("database %s", _safe_url(settings.resolved_database_url()))
     workers = settings.effective_workers()
     if workers == 1:
