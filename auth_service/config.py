@@ -61,7 +61,7 @@ class Settings:
     listen: str = "127.0.0.1:50051"
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str = ""
-    pepper: str = ""
+    pepper: str = field(default="", repr=False)
     pepper_file: str = ""
     production: bool = False
     workers: int = 0
