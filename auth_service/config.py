@@ -16,6 +16,7 @@
 | WOES_AUTH_USAGE_FLUSH | 5 | seconds between usage-metadata writes |
 | WOES_AUTH_SHUTDOWN_GRACE | 10 | seconds in-flight calls get to finish after SIGTERM |
 | WOES_AUTH_LOG_LEVEL | INFO | log level |
+| WOES_AUTH_STATS_PORT | 0 (off) | worker i serves GET /stats (JSON counters) on 127.0.0.1:port+i |
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Settings:
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
     allow_remote_plaintext: bool = False
+    stats_port: int = 0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -92,6 +94,7 @@ class Settings:
             ("OUTAGE_WINDOW", "outage_window", float),
             ("USAGE_FLUSH", "usage_flush", float),
             ("SHUTDOWN_GRACE", "shutdown_grace", float),
+            ("STATS_PORT", "stats_port", int),
         ):
             raw = _env(name)
             if raw:
@@ -110,6 +113,8 @@ class Settings:
     def validate(self) -> None:
         if self.workers < 0:
             raise ConfigError("workers must be 0 (one per core) or more")
+        if not 0 <= self.stats_port <= 65535 - self.effective_workers():
+            raise ConfigError("stats port must be 0 (off) or a port that leaves room for one per worker")
         if self.cache_size < 1:
             raise ConfigError("cache size must be at least 1")
         for name in ("feed_interval", "usage_flush", "cache_ttl", "negative_ttl", "outage_window"):

@@ -22,6 +22,7 @@ from .cache import Principal
 from .credentials import CredentialManager, IssueSpec
 from .errors import AuthError, Category, FieldViolation, InternalError, InvalidArgument
 from .models import KeyRecord, utcnow
+from .stats import Outcomes
 from .tokens import KeyKind
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,27 @@ def status_for(error: AuthError) -> status_pb2.Status:
     return status_pb2.Status(code=code, message=error.message, details=details)
 
 
+_STATUS_MEMO_MAX = 4096
+_status_memo: dict[tuple, grpc.Status] = {}
+
+
+def _grpc_status(error: AuthError) -> grpc.Status:
+    """The grpc.Status of ``error``; identical refusals (a flood of one kind) reuse one object."""
+    if isinstance(error, InvalidArgument):
+        return rpc_status.to_status(status_for(error))
+    key = (type(error), error.message, tuple(sorted(error.metadata.items())))
+    status = _status_memo.get(key)
+    if status is None:
+        status = rpc_status.to_status(status_for(error))
+        if len(_status_memo) >= _STATUS_MEMO_MAX:
+            _status_memo.clear()
+        _status_memo[key] = status
+    return status
+
+
 def abort(context: grpc.ServicerContext, error: AuthError):
-    status = status_for(error)
     try:
-        context.abort_with_status(rpc_status.to_status(status))
+        context.abort_with_status(_grpc_status(error))
     except NotImplementedError:  # grpc_testing's context has no abort_with_status
         context.abort(_CODES[error.category][0], error.message)
 
@@ -154,25 +172,45 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
 
     def __init__(self, manager: CredentialManager):
         self.manager = manager
+        self.authenticate_outcomes = Outcomes()
         # Principals are immutable and shared by every call of a cached key:
-        # build each response message once.
-        self._responses: dict[Principal, pb.AuthenticateResponse] = {}
+        # build each one's response message once, and serialize it once
+        # (``serialize_authenticate_response`` is the method's serializer).
+        # Both memos are keyed by id() and checked with ``is``: they hold the
+        # objects, so an id cannot be reused while its entry exists.
+        self._responses: dict[int, tuple[Principal, pb.AuthenticateResponse]] = {}
+        self._wire: dict[int, tuple[pb.AuthenticateResponse, bytes]] = {}
+        self._responses_max = max(1, manager.cache.max_entries)
 
     def _authenticate_response(self, principal: Principal) -> pb.AuthenticateResponse:
-        response = self._responses.get(principal)
-        if response is None:
-            response = pb.AuthenticateResponse(principal=principal_to_pb(principal))
-            if len(self._responses) >= self.manager.cache.max_entries:
-                self._responses.clear()
-            self._responses[principal] = response
+        memo = self._responses.get(id(principal))
+        if memo is not None and memo[0] is principal:
+            return memo[1]
+        response = pb.AuthenticateResponse(principal=principal_to_pb(principal))
+        if len(self._responses) >= self._responses_max:
+            self._responses.clear()
+            self._wire.clear()
+        self._wire[id(response)] = (response, response.SerializeToString())
+        self._responses[id(principal)] = (principal, response)
         return response
+
+    def serialize_authenticate_response(self, response: pb.AuthenticateResponse) -> bytes:
+        wire = self._wire.get(id(response))
+        if wire is not None and wire[0] is response:
+            return wire[1]
+        return response.SerializeToString()
 
     def Authenticate(self, request: pb.AuthenticateRequest, context):
         try:
             principal = self.manager.authenticate(request.credential, request.required_scopes, request.caller)
         except AuthError as error:
-            log.debug("Authenticate refused: %s", error.reason, extra={"method": "Authenticate", "code": error.reason})
+            self.authenticate_outcomes.refused(error.reason)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "Authenticate refused: %s", error.reason, extra={"method": "Authenticate", "code": error.reason}
+                )
             return abort(context, error)
+        self.authenticate_outcomes.ok()
         return self._authenticate_response(principal)
 
     def VerifyWidgetKey(self, request: pb.VerifyWidgetKeyRequest, context):
@@ -308,6 +346,10 @@ def _is_abort(exc: Exception) -> bool:
     return type(exc).__name__ in ("_AbortError", "AbortError") or isinstance(exc, grpc.RpcError)
 
 
+def _serialize(message) -> bytes:
+    return message.SerializeToString()
+
+
 def add_to_server(servicer: AuthServicer, server: grpc.Server) -> None:
     """Register the service with decoders that turn undecodable requests into INVALID_ARGUMENT."""
     service = pb.DESCRIPTOR.services_by_name["AuthService"]
@@ -317,7 +359,9 @@ def add_to_server(servicer: AuthServicer, server: grpc.Server) -> None:
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             _guarded(getattr(servicer, method.name), method.name),
             request_deserializer=_safe_deserializer(request_cls),
-            response_serializer=lambda m: m.SerializeToString(),
+            response_serializer=servicer.serialize_authenticate_response
+            if method.name == "Authenticate"
+            else _serialize,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
