@@ -174,33 +174,13 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
         self.manager = manager
         self.authenticate_outcomes = Outcomes()
         # Principals are immutable and shared by every call of a cached key:
-        # build each one's response message once, and serialize it once
-        # (``serialize_authenticate_response`` is the method's serializer).
-        # Both memos are keyed by id() and checked with ``is``: they hold the
-        # objects, so an id cannot be reused while its entry exists.
-        self._responses: dict[int, tuple[Principal, pb.AuthenticateResponse]] = {}
-        self._wire: dict[int, tuple[pb.AuthenticateResponse, bytes]] = {}
-        self._responses_max = max(1, manager.cache.max_entries)
+        # serialize each one's response once. Keyed by id() and checked with
+        # ``is`` (the memo holds the principal, so its id cannot be reused while
+        # the entry exists); bounded like the cache.
+        self._wire: dict[int, tuple[Principal, bytes]] = {}
+        self._wire_max = max(1, manager.cache.max_entries)
 
-    def _authenticate_response(self, principal: Principal) -> pb.AuthenticateResponse:
-        memo = self._responses.get(id(principal))
-        if memo is not None and memo[0] is principal:
-            return memo[1]
-        response = pb.AuthenticateResponse(principal=principal_to_pb(principal))
-        if len(self._responses) >= self._responses_max:
-            self._responses.clear()
-            self._wire.clear()
-        self._wire[id(response)] = (response, response.SerializeToString())
-        self._responses[id(principal)] = (principal, response)
-        return response
-
-    def serialize_authenticate_response(self, response: pb.AuthenticateResponse) -> bytes:
-        wire = self._wire.get(id(response))
-        if wire is not None and wire[0] is response:
-            return wire[1]
-        return response.SerializeToString()
-
-    def Authenticate(self, request: pb.AuthenticateRequest, context):
+    def _verify(self, request: pb.AuthenticateRequest, context) -> Principal:
         try:
             principal = self.manager.authenticate(request.credential, request.required_scopes, request.caller)
         except AuthError as error:
@@ -211,7 +191,22 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
                 )
             return abort(context, error)
         self.authenticate_outcomes.ok()
-        return self._authenticate_response(principal)
+        return principal
+
+    def Authenticate(self, request: pb.AuthenticateRequest, context):
+        return pb.AuthenticateResponse(principal=principal_to_pb(self._verify(request, context)))
+
+    def authenticate_serialized(self, request: pb.AuthenticateRequest, context) -> bytes:
+        """``Authenticate`` as registered with the server: the response already serialized."""
+        principal = self._verify(request, context)
+        memo = self._wire.get(id(principal))
+        if memo is not None and memo[0] is principal:
+            return memo[1]
+        wire = pb.AuthenticateResponse(principal=principal_to_pb(principal)).SerializeToString()
+        if len(self._wire) >= self._wire_max:
+            self._wire.clear()
+        self._wire[id(principal)] = (principal, wire)
+        return wire
 
     def VerifyWidgetKey(self, request: pb.VerifyWidgetKeyRequest, context):
         try:
@@ -356,12 +351,14 @@ def add_to_server(servicer: AuthServicer, server: grpc.Server) -> None:
     handlers = {}
     for method in service.methods:
         request_cls = getattr(pb, method.input_type.name)
+        if method.name == "Authenticate":  # the hot path: memoized response bytes, sent as they are
+            behaviour, serializer = servicer.authenticate_serialized, None
+        else:
+            behaviour, serializer = getattr(servicer, method.name), _serialize
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _guarded(getattr(servicer, method.name), method.name),
+            _guarded(behaviour, method.name),
             request_deserializer=_safe_deserializer(request_cls),
-            response_serializer=servicer.serialize_authenticate_response
-            if method.name == "Authenticate"
-            else _serialize,
+            response_serializer=serializer,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
