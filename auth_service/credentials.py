@@ -140,8 +140,9 @@ class CredentialManager:
     ):
         self.store = store
         self.pepper = pepper
-        self.cache = cache or VerifiedCache()
-        self.usage = usage or UsageRecorder(store)
+        # "is None", not "or": an empty cache has len() 0 and is falsy.
+        self.cache = cache if cache is not None else VerifiedCache()
+        self.usage = usage if usage is not None else UsageRecorder(store)
         self.outage_window = outage_window
         self.feed_staleness = lambda: 0.0  # replaced by the server wiring when a feed runs
         self.store_reads = 0  # store reads made by verification (cache misses), for the stats
