@@ -199,7 +199,9 @@ class CredentialManager:
         self, token: str, required_scopes: tuple[str, ...] | list[str] = (), caller: str = ""
     ) -> Principal:
         """Verify a server API credential and its scopes."""
-        if required_scopes:
+        if required_scopes and (
+            len(required_scopes) > MAX_REQUIRED_SCOPES or not scope_registry.ALL_SCOPES.issuperset(required_scopes)
+        ):
             v = Violations()
             if len(required_scopes) > MAX_REQUIRED_SCOPES:
                 v.add("required_scopes", f"at most {MAX_REQUIRED_SCOPES} scopes")
@@ -232,10 +234,8 @@ class CredentialManager:
         valid_until = entry.valid_until
         if entry.stored_state is StoredState.REVOKED or (valid_until is not None and now >= valid_until):
             self._check_live(entry, now)
-        if required_scopes:
-            missing = scope_registry.missing(required_scopes, entry.effective_scopes)
-            if missing:
-                raise InsufficientScope(missing)
+        if required_scopes and not entry.effective_scopes.issuperset(required_scopes):
+            raise InsufficientScope(scope_registry.missing(required_scopes, entry.effective_scopes))
         self.usage.record(entry.key_id, caller, now)
         return entry.principal
 

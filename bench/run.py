@@ -19,9 +19,12 @@ reason) and serves them on its stats endpoint (`--stats-port`); the numbers in
 the table are differences of those counters over each run, cross-checked
 against h2load's own count. The baseline cannot fail by construction; a sample
 of Python client calls before and after its run checks its status anyway.
+A body read while the writer rewrites the file (a torn read, a few in ten
+thousand) reaches the server as a malformed credential: those are listed as
+"torn bodies", apart from errors.
 
 Settings (environment): BENCH_WORKERS (default: cores), BENCH_DURATION
-seconds per case (default 8), BENCH_CONNECTIONS (default 8 per worker),
+seconds per case (default 6), BENCH_CONNECTIONS (default 8 per worker),
 BENCH_STREAMS per connection (default 4), BENCH_RSS_KEYS (default 100000).
 """
 
@@ -79,7 +82,7 @@ def env_int(name: str, default: int) -> int:
 
 
 WORKERS = env_int("BENCH_WORKERS", os.cpu_count() or 1)
-DURATION = env_int("BENCH_DURATION", 8)
+DURATION = env_int("BENCH_DURATION", 6)
 CONNECTIONS = env_int("BENCH_CONNECTIONS", 8 * WORKERS)
 STREAMS = env_int("BENCH_STREAMS", 4)
 RSS_KEYS = env_int("BENCH_RSS_KEYS", 100_000)
@@ -483,7 +486,13 @@ def measured(h2load, server, frames, workdir, name, *, expect: str, clients=None
         after = server.stats()
         outcomes = sum_outcomes(before, after)
         result["grpc_outcomes"] = outcomes
-        result["errors"] = sum(v for k, v in outcomes.items() if k != expect) + result["h2_failed"]
+        # Every frame the writer puts in the body file is well-formed, so a
+        # CREDENTIAL_MALFORMED answer can only be a body h2load read while the
+        # writer was rewriting it (a torn read): counted apart, not hidden.
+        result["torn_bodies"] = outcomes.get("CREDENTIAL_MALFORMED", 0)
+        result["errors"] = (
+            sum(v for k, v in outcomes.items() if k not in (expect, "CREDENTIAL_MALFORMED")) + result["h2_failed"]
+        )
         result["store_statements"] = sum_field(before, after, "store", "statements")
         result["hot_path_store_reads"] = sum_field(before, after, "store", "hot_path_reads")
         result["feed_polls"] = sum_field(before, after, "feed", "polls")
@@ -668,8 +677,8 @@ def table(r: dict) -> str:
         f"Load: h2load, {s['connections']} connections x {s['streams_per_connection']} streams, {s['duration_s']} s per case; "
         f"{s['workers']} workers; server and h2load share the machine.",
         "",
-        "| case | calls/s | vs baseline | p50 ms | p99 ms | p99 vs baseline | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| case | calls/s | vs baseline | p50 ms | p99 ms | p99 vs baseline | errors | torn bodies |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     names = {
         "baseline": "1. baseline: pre-built response, request not read",
@@ -682,7 +691,8 @@ def table(r: dict) -> str:
         c = r["cases"][key]
         lines.append(
             f"| {names[key]} | {c['calls_per_s']:,.0f} | {100 * c['ratio_to_baseline']:.0f} % | {c.get('p50_ms', 0):.2f} | "
-            f"{c.get('p99_ms', 0):.2f} | {c.get('p99_ratio_to_baseline', 0):.2f}x | {c['errors']} |"
+            f"{c.get('p99_ms', 0):.2f} | {c.get('p99_ratio_to_baseline', 0):.2f}x | {c['errors']} | "
+            f"{c.get('torn_bodies', '-')} |"
         )
     flood = r["cases"]["flood"]
     churn = r["cases"]["churn"]
