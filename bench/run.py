@@ -181,7 +181,8 @@ def run_h2load(
     out = proc.stdout
     if proc.returncode != 0:
         raise RuntimeError(f"h2load failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-    result = {"command": shlex.join(cmd)}
+    # Recorded with the temporary folder written as $WORKDIR: the results describe the run, not this host's paths.
+    result = {"command": shlex.join(cmd).replace(str(workdir), "$WORKDIR")}
     m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
     result["calls_per_s"] = float(m.group(3)) if m else 0.0
     m = re.search(
@@ -522,7 +523,7 @@ def machine() -> dict:
     return {
         "cores": os.cpu_count(),
         "cpu": model,
-        "os": f"{platform.system()} {platform.release()}",
+        "os": platform.system(),
         "python": platform.python_version(),
         "grpcio": grpc.__version__,
         "protobuf": google.protobuf.__version__,
@@ -600,6 +601,7 @@ def main() -> int:
 
     server = RealServer(workdir, env, port, "main")
     results["server_command"] = server.command
+    rss_at_start = [round(s["rss_bytes"] / 2**20, 1) for s in server.stats()]
     try:
         # 3. cold: right after start, nothing cached.
         say("case 3: cold cache, right after start")
@@ -645,6 +647,7 @@ def main() -> int:
         results["memory"] = {
             "cached_keys_per_worker": [s["cache"]["entries"] for s in stats],
             "rss_mb_per_worker": [round(s["rss_bytes"] / 2**20, 1) for s in stats],
+            "rss_mb_per_worker_at_start": rss_at_start,
             "warm_up_outcomes_per_worker": rss_outcomes,
         }
         for channel in channels:
@@ -707,7 +710,8 @@ def table(r: dict) -> str:
         f"the change-feed polls ({flood['feed_polls']} polls): {flood['store_statements_per_1000_calls']:.2f} per 1,000 calls.",
         f"- Churn: {churn['churn_ops_per_s']:.1f} revokes+rotations/s through the admin RPCs during case 5.",
         f"- Memory: {', '.join(f'{k:,}' for k in mem['cached_keys_per_worker'])} cached keys per worker; "
-        f"RSS {', '.join(str(x) for x in mem['rss_mb_per_worker'])} MB per worker.",
+        f"RSS {', '.join(str(x) for x in mem['rss_mb_per_worker'])} MB per worker "
+        f"({', '.join(str(x) for x in mem['rss_mb_per_worker_at_start'])} MB at start).",
         f"- Command: `make bench`; server: `{r['server_command']}`.",
     ]
     return "\n".join(lines)
