@@ -307,7 +307,9 @@ def test_invalid_configured_pepper_is_refused_without_echoing_it(tmp_path):
 def test_settings_repr_never_shows_key_material():
     from auth_service.config import Settings
 
-    s = Settings(pepper="p1:c2VjcmV0LXBlcHBlci1tYXRlcmlhbA==", kek="k1:a2VrLW1hdGVyaWFs", kek_passphrase="hunter2hunter2")
+    s = Settings(
+        pepper="p1:c2VjcmV0LXBlcHBlci1tYXRlcmlhbA==", kek="k1:a2VrLW1hdGVyaWFs", kek_passphrase="hunter2hunter2"
+    )
     text = repr(s)
     for secret in ("c2VjcmV0LXBlcHBlci1tYXRlcmlhbA", "a2VrLW1hdGVyaWFs", "hunter2hunter2"):
         assert secret not in text
