@@ -35,9 +35,11 @@ The policy file (``WOES_AUTH_POLICY_FILE``, ``.json`` or ``.toml``)::
 Without a policy file the defaults are least privilege:
 
 * mTLS: every caller with a valid certificate may ``verify``; nothing else.
-* plaintext on loopback (development): ``anonymous`` may ``verify`` and
-  ``admin`` (admin RPCs still need an admin credential); nobody may
-  ``lab_reveal``.
+  Admin tools and the lab runner must be named in a policy file.
+* plaintext on loopback (development): callers cannot be told apart, so
+  ``anonymous`` may call every group; each admin and reveal RPC still needs
+  its own credential (an admin credential; the reveal permission). A policy
+  file narrows this (e.g. ``callers.anonymous = ["verify"]``).
 
 A refused call gets ``PERMISSION_DENIED`` with reason ``CALLER_NOT_ALLOWED``
 and writes an audit event (at most one per caller, group and minute, with the
@@ -106,8 +108,8 @@ def default_policy(tls: bool) -> Policy:
         return Policy(frozenset({VERIFY}), {}, "built-in (mTLS: every certified caller may verify)")
     return Policy(
         frozenset(),
-        {ANONYMOUS: frozenset({VERIFY, ADMIN})},
-        "built-in (plaintext loopback: anonymous may verify and admin)",
+        {ANONYMOUS: frozenset(GROUPS)},
+        "built-in (plaintext loopback: callers are anonymous; RPC credentials decide)",
     )
 
 

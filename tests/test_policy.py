@@ -40,9 +40,11 @@ def test_rpc_groups():
 def test_defaults_are_least_privilege():
     mtls = policy_mod.default_policy(tls=True)
     assert mtls.groups_for("anything") == {"verify"}
+    assert not mtls.allows("admin-tool", "admin") and not mtls.allows("lab-runner", "lab_reveal")
+    # Plaintext loopback (development) cannot tell callers apart: the per-RPC credentials decide there.
     plain = policy_mod.default_policy(tls=False)
-    assert plain.groups_for(policy_mod.ANONYMOUS) == {"verify", "admin"}
-    assert not any(p.allows(who, "lab_reveal") for p in (mtls, plain) for who in ("anonymous", "gateway", "unnamed"))
+    assert plain.groups_for(policy_mod.ANONYMOUS) == {"verify", "admin", "lab_reveal"}
+    assert plain.groups_for("gateway") == frozenset()
 
 
 def test_policy_files_json_and_toml(tmp_path):
