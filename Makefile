@@ -40,12 +40,12 @@ fuzz: $(STAMP)
 	$(BIN)/python -m fuzz.fuzz_parsers -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.fuzz/crashes/ .fuzz/corpus
 
 lint: $(STAMP)
-	$(BIN)/ruff check auth_service clients/python/src/woes_auth_client tests bench fuzz
-	$(BIN)/ruff format --check auth_service clients/python/src/woes_auth_client tests bench fuzz
+	$(BIN)/ruff check auth_service clients/python/src/woes_auth_client tests bench examples fuzz
+	$(BIN)/ruff format --check auth_service clients/python/src/woes_auth_client tests bench examples fuzz
 
 fmt: $(STAMP)
-	$(BIN)/ruff format auth_service clients/python/src/woes_auth_client tests bench fuzz
-	$(BIN)/ruff check --fix auth_service clients/python/src/woes_auth_client tests bench fuzz
+	$(BIN)/ruff format auth_service clients/python/src/woes_auth_client tests bench examples fuzz
+	$(BIN)/ruff check --fix auth_service clients/python/src/woes_auth_client tests bench examples fuzz
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info clients/python/src/*.egg-info

@@ -11,7 +11,9 @@ What the frame does is decided when the handler is wrapped:
 * access log and metrics: only when enabled (``WOES_AUTH_ACCESS_LOG``,
   ``WOES_AUTH_METRICS_LISTEN``), otherwise not a single clock read.
 
-The health and reflection services pass through untouched.
+The Envoy external-authorization service (``envoy.service.auth.v3.Authorization``)
+is gated like a ``verify`` RPC. The health and reflection services pass through
+untouched.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from . import rpc
+from . import envoy, rpc
 from .errors import AuthError, CallerNotAllowed, TooManyFailures
 from .metrics import Metrics
 from .models import AuditEvent
-from .policy import ANONYMOUS, KEY_PREFIX, DenialSampler, Policy, group_of
+from .policy import ANONYMOUS, KEY_PREFIX, VERIFY, DenialSampler, Policy, group_of
 from .throttle import Throttle
 from .tls import identity_from_auth_context
 from .tokens import is_key_id
@@ -40,6 +42,7 @@ log = logging.getLogger("auth_service.calls")
 access_log = logging.getLogger("auth_service.access")
 
 _METHOD_PREFIX = f"/{rpc.SERVICE_NAME}/"
+_ENVOY_PREFIX = f"/{envoy.SERVICE_NAME}/"
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _STATUS_KEY = "grpc-status-details-bin"
 # Request fields that carry the credential a verify RPC checks; other RPCs carry it as the bearer.
@@ -119,9 +122,17 @@ class CallGate(grpc.ServerInterceptor):
         if wrapped is not None:
             return wrapped
         handler = continuation(handler_call_details)
-        if handler is None or not method.startswith(_METHOD_PREFIX) or handler.unary_unary is None:
+        if handler is None or handler.unary_unary is None:
             return handler
-        wrapped = self._wrap(method[len(_METHOD_PREFIX) :], handler)
+        if method.startswith(_METHOD_PREFIX):
+            name = method[len(_METHOD_PREFIX) :]
+            group = group_of(name)
+        elif method.startswith(_ENVOY_PREFIX):
+            name = "envoy." + method[len(_ENVOY_PREFIX) :]
+            group = VERIFY
+        else:
+            return handler
+        wrapped = self._wrap(name, group, handler)
         self._wrapped[method] = wrapped
         return wrapped
 
@@ -163,9 +174,8 @@ class CallGate(grpc.ServerInterceptor):
 
     # -- the wrapper -----------------------------------------------------------
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _wrap(self, method: str, group: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
-        group = group_of(method)
         policy, tls, throttle = self.policy, self.tls, self.throttle
         check_policy = tls or not policy.allows(ANONYMOUS, group)
         try_key_identity = policy.names_keys

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.engine import make_url
 from woes.auth.v1 import auth_service_pb2
 
-from . import rpc
+from . import envoy, rpc
 from .cache import VerifiedCache
 from .config import ConfigError, Settings, is_loopback, load_pepper, parse_rate, split_listen
 from .credentials import CredentialManager
@@ -26,8 +26,10 @@ from .crypto import Pepper
 from .feed import ChangeFeedFollower
 from .interceptors import CallGate
 from .metrics import Metrics
+from .model import ModelServices, build_model, load_ring
 from .policy import load_policy
 from .store import CredentialStore, SqlStore
+from .store.model_sql import ModelStore
 from .throttle import Throttle
 from .tls import TlsFiles, server_credentials
 from .usage import UsageRecorder
@@ -62,22 +64,29 @@ class Runtime:
     health: health.HealthServicer
     port: int
     stopped: threading.Event = field(default_factory=threading.Event)
+    model: ModelServices | None = None
     gate: CallGate | None = None
     metrics: Metrics | None = None
     metrics_listen: tuple[str, int] | None = None
 
     def stop(self, grace: float | None = None) -> None:
-        """Health NOT_SERVING, finish in-flight calls within ``grace``, flush usage, close."""
+        """Health NOT_SERVING, drain, finish in-flight calls within ``grace``, flush usage, close."""
         if self.stopped.is_set():
             return
         self.stopped.set()
         grace = self.settings.shutdown_grace if grace is None else grace
         self.health.enter_graceful_shutdown()
+        if self.settings.shutdown_drain > 0:
+            # Keep answering (health NOT_SERVING included) so load balancers that poll
+            # Health/Check see the drain and move traffic away before we refuse calls.
+            time.sleep(self.settings.shutdown_drain)
         self.server.stop(grace).wait()
         if self.metrics is not None:
             self.metrics.stop()
         self.feed.stop()
         self.usage.stop()
+        if self.model is not None:
+            self.model.stop()
         self.store.close()
 
 
@@ -113,13 +122,16 @@ def build(
         options=[*SERVER_OPTIONS, ("grpc.max_concurrent_streams", settings.max_concurrent_streams)],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    rpc.add_to_server(rpc.AuthServicer(manager), server)
+    model = build_model(settings, manager, store) if isinstance(store, SqlStore) else None
+    rpc.add_to_server(rpc.AuthServicer(manager, model), server)
+    envoy.add_to_server(envoy.AuthorizationServicer(manager), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
             auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            envoy.SERVICE_NAME,
             reflection.SERVICE_NAME,
         ),
         server,
@@ -151,12 +163,15 @@ def build(
         gate=gate,
         metrics=metrics,
         metrics_listen=metrics_listen,
+        model=model,
     )
 
 
 def start(runtime: Runtime) -> Runtime:
     runtime.feed.start()
     runtime.usage.start()
+    if runtime.model is not None:
+        runtime.model.start()
     runtime.server.start()
     if runtime.metrics is not None and runtime.metrics_listen is not None:
         try:
@@ -214,7 +229,12 @@ def serve(settings: Settings) -> int:
     pepper, note = load_pepper(settings, create=True)
     log.info(note)
     # Create the schema once, before any worker exists (and before any gRPC object: fork safety).
-    SqlStore(settings.resolved_database_url()).close()
+    schema_store = SqlStore(settings.resolved_database_url())
+    try:
+        _kek_ring, kek_note = load_ring(settings, ModelStore(schema_store), create=True)
+    finally:
+        schema_store.close()
+    log.info(kek_note)
     log.info("database %s", _safe_url(settings.resolved_database_url()))
     workers = settings.effective_workers()
     if workers == 1:

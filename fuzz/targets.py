@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from google.protobuf import message_factory
 from woes.auth.v1 import auth_service_pb2 as pb
 
 from auth_service import logs, rpc, tokens
 from auth_service.credentials import CredentialManager, _decode_page_token, _encode_page_token, normalize_origin
 from auth_service.errors import CredentialMalformed
 
-REQUEST_TYPES = tuple(getattr(pb, m.input_type.name) for m in pb.DESCRIPTOR.services_by_name["AuthService"].methods)
+REQUEST_TYPES = tuple(
+    message_factory.GetMessageClass(m.input_type) for m in pb.DESCRIPTOR.services_by_name["AuthService"].methods
+)
 
 
 def _text(payload: bytes) -> str:
