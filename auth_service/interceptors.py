@@ -186,10 +186,18 @@ class CallGate(grpc.ServerInterceptor):
         key_identity = self._key_identity
         finish = self._finish
 
+        callers, keys = throttle.callers, throttle.keys
+
+        def presented_key_id(request, context) -> str:
+            if credential_field is not None:
+                return key_id_of(getattr(request, credential_field, "") or "")
+            return key_id_of(rpc._bearer(context) or "")
+
         def behavior(request, context):
+            # While nobody has failed recently both bucket maps are empty: no peer, no key id, no lookup.
             started = time.perf_counter() if observe else 0.0
             identity = ANONYMOUS
-            key_id = ""
+            key_id = None
             failed = False
             try:
                 if tls:
@@ -199,22 +207,28 @@ class CallGate(grpc.ServerInterceptor):
                     if by_key is None or not policy.allows(by_key, group):
                         return deny(context, identity, group, method)
                     identity = by_key
-                caller = identity if tls else context.peer()
-                wait = throttle.caller_retry_after(caller)
-                if wait:
-                    throttle.refused["caller"] += 1
-                    if self.metrics is not None:
-                        self.metrics.throttled.labels("caller").inc()
-                    return abort_throttled(context, TooManyFailures("caller", wait))
-                if credential_field is not None:
-                    key_id = key_id_of(getattr(request, credential_field, "") or "")
-                else:
-                    key_id = key_id_of(rpc._bearer(context) or "")
-                key_wait = throttle.key_retry_after(key_id)
+                caller = identity if tls else None  # plaintext: the connection, read when needed
+                if callers._buckets:
+                    if caller is None:
+                        caller = context.peer()
+                    wait = callers.retry_after(caller)
+                    if wait:
+                        throttle.refused["caller"] += 1
+                        if self.metrics is not None:
+                            self.metrics.throttled.labels("caller").inc()
+                        return abort_throttled(context, TooManyFailures("caller", wait))
+                key_wait = 0.0
+                if keys._buckets:
+                    key_id = presented_key_id(request, context)
+                    key_wait = throttle.key_retry_after(key_id)
                 try:
                     return inner(request, context)
                 except BaseException:
                     if context.code() is unauthenticated:
+                        if caller is None:
+                            caller = context.peer()
+                        if key_id is None:
+                            key_id = presented_key_id(request, context)
                         throttle.failed(caller, key_id)
                         if key_wait:
                             throttle.refused["key_id"] += 1
@@ -227,6 +241,8 @@ class CallGate(grpc.ServerInterceptor):
                 raise
             finally:
                 if observe:
+                    if key_id is None:
+                        key_id = presented_key_id(request, context)
                     finish(method, context, started, identity, key_id, failed)
 
         return grpc.unary_unary_rpc_method_handler(
