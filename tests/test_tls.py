@@ -221,3 +221,24 @@ def test_dev_certs_issue_a_working_chain(tmp_path):
         for line in key.read_text().splitlines():
             if not line.startswith("-----"):
                 conftest.OTHER_SECRETS.add(line)
+
+
+def test_keys_command_speaks_mtls(sqlite_url, pepper, tmp_path, monkeypatch, capsys):
+    from auth_service import cli
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text('default = ["verify"]\n[callers]\nadmin-tool = ["verify", "admin"]\n')
+    srv = start_live_server(sqlite_url, pepper, policy_file=str(policy), **tls_settings())
+    try:
+        certs = dev_certs()
+        monkeypatch.setenv("WOES_AUTH_ADMIN_CREDENTIAL", srv.admin_secret)
+        base = ["keys", "--server", f"localhost:{srv.runtime.port}", "--tls-ca", str(certs / "ca.pem")]
+        as_admin_tool = ["--tls-cert", str(certs / "admin-tool.pem"), "--tls-key", str(certs / "admin-tool-key.pem")]
+        as_gateway = ["--tls-cert", str(certs / "gateway.pem"), "--tls-key", str(certs / "gateway-key.pem")]
+        assert cli.main([*base, *as_admin_tool, "list"]) == 0
+        assert '"display_name": "test admin"' in capsys.readouterr().out
+        assert cli.main([*base, *as_gateway, "list"]) == 1
+        assert "PERMISSION_DENIED CALLER_NOT_ALLOWED" in capsys.readouterr().err
+    finally:
+        srv.channel.close()
+        srv.runtime.stop(0.5)
