@@ -27,8 +27,8 @@
 | WOES_AUTH_METRICS_LISTEN | unset | host:port of the Prometheus /metrics endpoint (worker N uses port + N) |
 | WOES_AUTH_MAX_CONCURRENT_RPCS | 1000 | calls in progress per process; more are refused with RESOURCE_EXHAUSTED |
 | WOES_AUTH_MAX_CONCURRENT_STREAMS | 100 | calls in flight per connection (HTTP/2); more wait at the client |
-| WOES_AUTH_THROTTLE_CALLER | 50/5 | failed authentications per caller: burst/refill per second |
-| WOES_AUTH_THROTTLE_KEY | 10/1 | failed authentications per key id: burst/refill per second |
+| WOES_AUTH_THROTTLE_CALLER | 1000/100 | failed authentications per caller: burst/refill per second |
+| WOES_AUTH_THROTTLE_KEY | 20/2 | failed authentications per key id: burst/refill per second |
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ class Settings:
     metrics_listen: str = ""
     max_concurrent_rpcs: int = 1000
     max_concurrent_streams: int = 100
-    throttle_caller: str = "50/5"
-    throttle_key: str = "10/1"
+    throttle_caller: str = "1000/100"
+    throttle_key: str = "20/2"
 
     @property
     def tls_enabled(self) -> bool:

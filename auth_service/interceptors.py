@@ -36,7 +36,7 @@ from .models import AuditEvent
 from .policy import ANONYMOUS, KEY_PREFIX, VERIFY, DenialSampler, Policy, group_of
 from .throttle import Throttle
 from .tls import identity_from_auth_context
-from .tokens import is_key_id
+from .tokens import MAX_CREDENTIAL_LEN, is_key_id
 
 log = logging.getLogger("auth_service.calls")
 access_log = logging.getLogger("auth_service.access")
@@ -81,6 +81,29 @@ def reason_of(context: grpc.ServicerContext) -> str:
     return ""
 
 
+def cached_and_live(manager) -> Callable[[str], bool]:
+    """Whether a credential was verified recently and is still live: answered from the cache alone.
+
+    A throttled caller or key id keeps being served for such credentials, so valid
+    traffic is not touched while guesses are refused.
+    """
+    from .credentials import CredentialManager
+
+    def check(token: str) -> bool:
+        if not token or len(token) > MAX_CREDENTIAL_LEN:
+            return False
+        entry = manager.cache.get(manager.pepper.digest(token))
+        if entry is None:
+            return False
+        try:
+            CredentialManager._check_live(entry, time.time())
+        except AuthError:
+            return False
+        return True
+
+    return check
+
+
 def abort_throttled(context: grpc.ServicerContext, error: TooManyFailures):
     status = rpc.status_for(error)
     retry = any_pb2.Any()
@@ -105,6 +128,7 @@ class CallGate(grpc.ServerInterceptor):
         audit: Callable[[AuditEvent], None] | None = None,
         metrics: Metrics | None = None,
         access_log_enabled: bool = False,
+        known_good: Callable[[str], bool] | None = None,
     ):
         self.policy = policy
         self.tls = tls
@@ -113,6 +137,7 @@ class CallGate(grpc.ServerInterceptor):
         self.audit = audit
         self.metrics = metrics
         self.access_log = access_log_enabled
+        self.known_good = known_good or (lambda _token: False)
         self.sampler = DenialSampler()
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
@@ -126,13 +151,12 @@ class CallGate(grpc.ServerInterceptor):
             return handler
         if method.startswith(_METHOD_PREFIX):
             name = method[len(_METHOD_PREFIX) :]
-            group = group_of(name)
+            wrapped = self._wrap(name, group_of(name), handler, throttled=True)
         elif method.startswith(_ENVOY_PREFIX):
-            name = "envoy." + method[len(_ENVOY_PREFIX) :]
-            group = VERIFY
+            # Check answers denials inside its response, never as UNAUTHENTICATED: policy only.
+            wrapped = self._wrap("envoy." + method[len(_ENVOY_PREFIX) :], VERIFY, handler, throttled=False)
         else:
             return handler
-        wrapped = self._wrap(name, group, handler)
         self._wrapped[method] = wrapped
         return wrapped
 
@@ -174,8 +198,11 @@ class CallGate(grpc.ServerInterceptor):
 
     # -- the wrapper -----------------------------------------------------------
 
-    def _wrap(self, method: str, group: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _wrap(
+        self, method: str, group: str, handler: grpc.RpcMethodHandler, *, throttled: bool
+    ) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
+        known_good = self.known_good
         policy, tls, throttle = self.policy, self.tls, self.throttle
         check_policy = tls or not policy.allows(ANONYMOUS, group)
         try_key_identity = policy.names_keys
@@ -188,10 +215,19 @@ class CallGate(grpc.ServerInterceptor):
 
         callers, keys = throttle.callers, throttle.keys
 
-        def presented_key_id(request, context) -> str:
+        def presented(request, context) -> str:
             if credential_field is not None:
-                return key_id_of(getattr(request, credential_field, "") or "")
-            return key_id_of(rpc._bearer(context) or "")
+                return getattr(request, credential_field, "") or ""
+            return rpc._bearer(context) or ""
+
+        def presented_key_id(request, context) -> str:
+            return key_id_of(presented(request, context))
+
+        def refuse(context, scope: str, wait: float):
+            throttle.refused[scope] += 1
+            if self.metrics is not None:
+                self.metrics.throttled.labels(scope).inc()
+            return abort_throttled(context, TooManyFailures(scope, wait))
 
         def behavior(request, context):
             # While nobody has failed recently both bucket maps are empty: no peer, no key id, no lookup.
@@ -208,33 +244,26 @@ class CallGate(grpc.ServerInterceptor):
                         return deny(context, identity, group, method)
                     identity = by_key
                 caller = identity if tls else None  # plaintext: the connection, read when needed
-                if callers._buckets:
+                if throttled and callers._buckets:
                     if caller is None:
                         caller = context.peer()
                     wait = callers.retry_after(caller)
-                    if wait:
-                        throttle.refused["caller"] += 1
-                        if self.metrics is not None:
-                            self.metrics.throttled.labels("caller").inc()
-                        return abort_throttled(context, TooManyFailures("caller", wait))
-                key_wait = 0.0
-                if keys._buckets:
+                    if wait and not known_good(presented(request, context)):
+                        return refuse(context, "caller", wait)
+                if throttled and keys._buckets:
                     key_id = presented_key_id(request, context)
-                    key_wait = throttle.key_retry_after(key_id)
+                    wait = throttle.key_retry_after(key_id)
+                    if wait and not known_good(presented(request, context)):
+                        return refuse(context, "key_id", wait)
                 try:
                     return inner(request, context)
                 except BaseException:
-                    if context.code() is unauthenticated:
+                    if throttled and context.code() is unauthenticated:
                         if caller is None:
                             caller = context.peer()
                         if key_id is None:
                             key_id = presented_key_id(request, context)
                         throttle.failed(caller, key_id)
-                        if key_wait:
-                            throttle.refused["key_id"] += 1
-                            if self.metrics is not None:
-                                self.metrics.throttled.labels("key_id").inc()
-                            abort_throttled(context, TooManyFailures("key_id", key_wait))
                     raise
             except BaseException:
                 failed = True

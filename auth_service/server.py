@@ -24,7 +24,7 @@ from .config import ConfigError, Settings, is_loopback, load_pepper, parse_rate,
 from .credentials import CredentialManager
 from .crypto import Pepper
 from .feed import ChangeFeedFollower
-from .interceptors import CallGate
+from .interceptors import CallGate, cached_and_live
 from .metrics import Metrics
 from .model import ModelServices, build_model, load_ring
 from .policy import load_policy
@@ -115,6 +115,7 @@ def build(
         audit=store.write_audit,
         metrics=metrics,
         access_log_enabled=settings.access_log,
+        known_good=cached_and_live(manager),
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="woes-auth-rpc"),

@@ -6,12 +6,14 @@ it named. Buckets refill at a steady rate up to their burst size. Only
 failures create buckets, so valid traffic costs one dictionary lookup per
 bucket kind and never waits.
 
-* An empty caller bucket refuses every call of that caller, before any work,
-  with ``RESOURCE_EXHAUSTED`` and the time until a token is back.
-* An empty key-id bucket does not refuse the key's valid credential (a key id
-  is public, and a stranger's guesses must not lock its owner out); failed
-  attempts on that key id are answered ``RESOURCE_EXHAUSTED`` instead of
-  ``UNAUTHENTICATED`` and still drain their caller's bucket.
+While either bucket of a call is empty, the call is refused before any work
+with ``RESOURCE_EXHAUSTED`` and the time until a token is back, unless its
+credential was verified recently and is still live (answered from the
+verified cache alone, see :func:`auth_service.interceptors.cached_and_live`).
+Guesses are refused unevaluated; valid traffic is not touched, even when it
+shares a caller with the guesser (a gateway forwarding its users' credentials)
+or a key id with it (key ids are public: a stranger's guesses must not lock a
+key's owner out).
 
 Callers are the certificate identity with mTLS; on plaintext loopback, where
 every caller is anonymous, the connection (the peer address and port).
@@ -75,7 +77,10 @@ class Throttle:
     """Failed-authentication limits per caller and per key id."""
 
     def __init__(
-        self, caller: tuple[float, float] = (50, 5), key: tuple[float, float] = (10, 1), max_entries: int = 100_000
+        self,
+        caller: tuple[float, float] = (1000, 100),
+        key: tuple[float, float] = (20, 2),
+        max_entries: int = 100_000,
     ):
         self.callers = TokenBuckets(*caller, max_entries=max_entries)
         self.keys = TokenBuckets(*key, max_entries=max_entries)

@@ -96,6 +96,7 @@ def test_brute_forcing_caller_is_throttled_while_valid_callers_succeed(throttled
     srv = throttled_server
     victim = _issue(srv, "ws-victim")
     other = _issue(srv, "ws-other")
+    never_used = _issue(srv, "ws-new")
     victim_key_id = tokens.parse(victim).key_id
     attacker_channel = grpc.insecure_channel(srv.target, options=OWN_CONNECTION)
     valid_channel = grpc.insecure_channel(srv.target, options=OWN_CONNECTION)
@@ -113,10 +114,10 @@ def test_brute_forcing_caller_is_throttled_while_valid_callers_succeed(throttled
             assert _outcome(valid, other) == "OK"
         assert codes[:5] == [grpc.StatusCode.UNAUTHENTICATED] * 5
         assert codes[5:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 7
-        last = attacker.Authenticate
+        # Once throttled, the caller is refused before any work for anything not verified recently,
+        # even a valid credential that is not cached yet ...
         with pytest.raises(grpc.RpcError) as exc:
-            last(pb.AuthenticateRequest(credential=victim), timeout=10)
-        # Once throttled, the caller is refused before any work, even with a valid credential.
+            attacker.Authenticate(pb.AuthenticateRequest(credential=never_used), timeout=10)
         err = rich_error(exc.value)
         assert (err.code, err.reason, err.metadata) == (
             grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -124,13 +125,15 @@ def test_brute_forcing_caller_is_throttled_while_valid_callers_succeed(throttled
             {"scope": "caller"},
         )
         assert 1 <= _retry_delay(exc.value) <= 200
+        # ... while credentials verified recently and still live keep passing, even from this caller.
+        assert _outcome(attacker, victim) == "OK"
     finally:
         attacker_channel.close()
         valid_channel.close()
     assert srv.runtime.gate.throttle.refused["caller"] >= 8
 
 
-def test_key_id_limit_spans_callers_but_never_refuses_the_valid_credential(throttled_server):
+def test_key_id_limit_spans_callers_but_keeps_serving_the_valid_credential(throttled_server):
     srv = throttled_server
     victim = _issue(srv, "ws-victim")
     victim_key_id = tokens.parse(victim).key_id
@@ -155,3 +158,14 @@ def test_malformed_credentials_count_against_the_caller(throttled_server):
         s = auth_service_pb2_grpc.AuthServiceStub(channel)
         reasons = [rich_error(_outcome(s, f"garbage-{n}")).reason for n in range(7)]
     assert reasons == ["CREDENTIAL_MALFORMED"] * 5 + ["TOO_MANY_FAILURES"] * 2
+
+
+def test_a_revoked_key_is_not_known_good(throttled_server):
+    srv = throttled_server
+    secret = _issue(srv, "ws-r")
+    with grpc.insecure_channel(srv.target, options=OWN_CONNECTION) as channel:
+        s = auth_service_pb2_grpc.AuthServiceStub(channel)
+        assert _outcome(s, secret) == "OK"  # cached
+        srv.manager.revoke("test", tokens.parse(secret).key_id, "test")
+        reasons = [rich_error(_outcome(s, secret)).reason for _ in range(7)]
+    assert reasons == ["CREDENTIAL_REVOKED"] * 5 + ["TOO_MANY_FAILURES"] * 2
