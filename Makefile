@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/woes/auth/v1/*.proto)
 GEN    := clients/python/src
 PYTEST_ARGS ?=
 
-.PHONY: venv protos run test bench lint fmt clean check-protos
+.PHONY: venv protos run test bench lint fmt clean check-protos fuzz
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +31,21 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+# Coverage-guided fuzzing of the request parsers (atheris) for FUZZ_SECONDS, starting from tests/corpus/.
+# New inputs go to .fuzz/corpus, crashing inputs to .fuzz/crashes/ (copy them to tests/corpus/ once fixed).
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[fuzz]'
+	rm -rf .fuzz && mkdir -p .fuzz/corpus .fuzz/crashes && cp tests/corpus/* .fuzz/corpus/
+	$(BIN)/python -m fuzz.fuzz_parsers -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.fuzz/crashes/ .fuzz/corpus
+
 lint: $(STAMP)
-	$(BIN)/ruff check auth_service clients/python/src/woes_auth_client tests bench examples
-	$(BIN)/ruff format --check auth_service clients/python/src/woes_auth_client tests bench examples
+	$(BIN)/ruff check auth_service clients/python/src/woes_auth_client tests bench examples fuzz
+	$(BIN)/ruff format --check auth_service clients/python/src/woes_auth_client tests bench examples fuzz
 
 fmt: $(STAMP)
-	$(BIN)/ruff format auth_service clients/python/src/woes_auth_client tests bench examples
-	$(BIN)/ruff check --fix auth_service clients/python/src/woes_auth_client tests bench examples
+	$(BIN)/ruff format auth_service clients/python/src/woes_auth_client tests bench examples fuzz
+	$(BIN)/ruff check --fix auth_service clients/python/src/woes_auth_client tests bench examples fuzz
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info clients/python/src/*.egg-info

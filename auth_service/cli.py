@@ -4,6 +4,8 @@
     woes-auth bootstrap-admin    create an admin credential (printed once, last line of stdout)
     woes-auth keys issue|list|get|rotate|revoke
                                  admin tooling over gRPC against a running server
+    woes-auth dev-certs --out DIR
+                                 development CA, server and client certificates for mTLS
     woes-auth conversations | test-credentials | audit | workspace-settings ...
                                  the rest of the credential model (see cli_model.py)
     woes-auth kek rotate         new primary key-encryption key, re-wrap every test credential
@@ -39,7 +41,17 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings.database_url = args.database_url
     if getattr(args, "data_dir", None):
         settings.data_dir = Path(args.data_dir)
-    for name in ("listen", "workers", "log_level", "stats_port"):
+    for name in (
+        "listen",
+        "workers",
+        "log_level",
+        "tls_cert",
+        "tls_key",
+        "tls_client_ca",
+        "policy_file",
+        "metrics_listen",
+        "stats_port",
+    ):
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, value)
@@ -47,6 +59,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings.production = True
     if getattr(args, "allow_remote_plaintext", False):
         settings.allow_remote_plaintext = True
+    if getattr(args, "access_log", False):
+        settings.access_log = True
     return settings
 
 
@@ -57,8 +71,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import main_serve
 
     settings = _settings(args)
-    logs.setup(settings.log_level)
-    return main_serve(settings)
+    # Everything written to stderr, gRPC's native tracing included, goes through the redaction filter.
+    redactor = logs.NativeStderrRedactor()
+    logs.setup(settings.log_level, redactor.start())
+    try:
+        return main_serve(settings)
+    finally:
+        redactor.stop()
 
 
 def cmd_bootstrap_admin(args: argparse.Namespace) -> int:
@@ -107,7 +126,18 @@ def _call(args: argparse.Namespace, method: str, request):
 
     target = args.server or os.environ.get("WOES_AUTH_SERVER") or Settings.from_env().listen
     metadata = (("authorization", f"Bearer {_admin_credential(args)}"),)
-    with grpc.insecure_channel(target) as channel:
+    if args.tls_ca:
+        from .tls import channel_credentials
+
+        creds = channel_credentials(
+            Path(args.tls_ca),
+            Path(args.tls_cert) if args.tls_cert else None,
+            Path(args.tls_key) if args.tls_key else None,
+        )
+        channel_cm = grpc.secure_channel(target, creds)
+    else:
+        channel_cm = grpc.insecure_channel(target)
+    with channel_cm as channel:
         stub = auth_service_pb2_grpc.AuthServiceStub(channel)
         try:
             response = getattr(stub, method)(request, metadata=metadata, timeout=args.timeout)
@@ -187,6 +217,27 @@ def cmd_keys(args: argparse.Namespace) -> int:
     raise AssertionError(args.keys_command)
 
 
+def cmd_dev_certs(args: argparse.Namespace) -> int:
+    from .tls import DEFAULT_CLIENTS, write_dev_certs
+
+    clients = args.client or list(DEFAULT_CLIENTS)
+    try:
+        written = write_dev_certs(Path(args.out), clients)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    out = Path(args.out)
+    print(f"Development certificates in {out} (keys are 0600; for development and tests only):")
+    for role, path in written.items():
+        print(f"  {role:<24} {path.name}")
+    print("Serve with mTLS:")
+    print(
+        f"  WOES_AUTH_TLS_CERT={out / 'server.pem'} WOES_AUTH_TLS_KEY={out / 'server-key.pem'} "
+        f"WOES_AUTH_TLS_CLIENT_CA={out / 'ca.pem'} woes-auth serve"
+    )
+    print("Client certificates name their service in a SAN URI spiffe://woes/service/<name>.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="woes-auth", description="The Woes credential service.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="worker i serves GET /stats (JSON counters) on 127.0.0.1:PORT+i (env WOES_AUTH_STATS_PORT, default off)",
     )
+    serve.add_argument("--tls-cert", help="server certificate PEM (env WOES_AUTH_TLS_CERT)")
+    serve.add_argument("--tls-key", help="server private key PEM (env WOES_AUTH_TLS_KEY)")
+    serve.add_argument(
+        "--tls-client-ca", help="CA of caller certificates; client certificates required (env WOES_AUTH_TLS_CLIENT_CA)"
+    )
+    serve.add_argument("--policy-file", help="caller policy, JSON or TOML (env WOES_AUTH_POLICY_FILE)")
+    serve.add_argument("--metrics-listen", help="host:port of Prometheus /metrics (env WOES_AUTH_METRICS_LISTEN)")
+    serve.add_argument("--access-log", action="store_true", help="log one line per call (env WOES_AUTH_ACCESS_LOG)")
     _add_storage_flags(serve)
     serve.set_defaults(func=cmd_serve)
 
@@ -224,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--server", help="host:port of the server (env WOES_AUTH_SERVER, default WOES_AUTH_LISTEN)")
     keys.add_argument("--admin-credential-file", help="file holding the admin credential")
     keys.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+    keys.add_argument("--tls-ca", default=os.environ.get("WOES_AUTH_CLIENT_TLS_CA"), help="CA of the server (mTLS)")
+    keys.add_argument("--tls-cert", default=os.environ.get("WOES_AUTH_CLIENT_TLS_CERT"), help="client certificate")
+    keys.add_argument("--tls-key", default=os.environ.get("WOES_AUTH_CLIENT_TLS_KEY"), help="client private key")
     ks = keys.add_subparsers(dest="keys_command", required=True)
     issue = ks.add_parser("issue", help="issue a server or widget key (the secret is printed once)")
     issue.add_argument("--workspace", required=True)
@@ -250,6 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_model import add_model_commands
 
     add_model_commands(sub, _add_storage_flags)
+
+    certs = sub.add_parser("dev-certs", help="write a development CA, server and client certificates (mTLS)")
+    certs.add_argument("--out", required=True, help="folder to write the PEM files to")
+    certs.add_argument(
+        "--client",
+        action="append",
+        help="service name of a client certificate (repeatable; default gateway, admin-tool, lab-runner)",
+    )
+    certs.set_defaults(func=cmd_dev_certs)
     return parser
 
 

@@ -21,6 +21,15 @@
 | WOES_AUTH_SHUTDOWN_GRACE | 10 | seconds in-flight calls get to finish after that |
 | WOES_AUTH_LOG_LEVEL | INFO | log level |
 | WOES_AUTH_STATS_PORT | 0 (off) | worker i serves GET /stats (JSON counters) on 127.0.0.1:port+i |
+| WOES_AUTH_TLS_CERT / _KEY / _CLIENT_CA | unset | server certificate, its key and the CA of caller certificates: mTLS, client certificates required |
+| WOES_AUTH_ALLOW_REMOTE_PLAINTEXT | false | allow plaintext on a non-loopback address (behind a TLS-terminating proxy only) |
+| WOES_AUTH_POLICY_FILE | unset | caller policy (JSON or TOML): which callers may call which RPC groups |
+| WOES_AUTH_ACCESS_LOG | false | one INFO log line per call (request id, method, status, duration, key id) |
+| WOES_AUTH_METRICS_LISTEN | unset | host:port of the Prometheus /metrics endpoint (worker N uses port + N) |
+| WOES_AUTH_MAX_CONCURRENT_RPCS | 1000 | calls in progress per process; more are refused with RESOURCE_EXHAUSTED |
+| WOES_AUTH_MAX_CONCURRENT_STREAMS | 100 | calls in flight per connection (HTTP/2); more wait at the client |
+| WOES_AUTH_THROTTLE_CALLER | 1000/100 | failed authentications per caller: burst/refill per second |
+| WOES_AUTH_THROTTLE_KEY | 20/2 | failed authentications per key id: burst/refill per second |
 """
 
 from __future__ import annotations
@@ -81,6 +90,20 @@ class Settings:
     kek_passphrase: str = field(default="", repr=False)
     failure_flush: float = 60.0
     stats_port: int = 0
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    policy_file: str = ""
+    access_log: bool = False
+    metrics_listen: str = ""
+    max_concurrent_rpcs: int = 1000
+    max_concurrent_streams: int = 100
+    throttle_caller: str = "1000/100"
+    throttle_key: str = "20/2"
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert or self.tls_key or self.tls_client_ca)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -97,6 +120,14 @@ class Settings:
         s.kek_passphrase = _env("KEK_PASSPHRASE")
         s.allow_remote_plaintext = _env_bool("ALLOW_REMOTE_PLAINTEXT")
         s.log_level = _env("LOG_LEVEL", s.log_level)
+        s.tls_cert = _env("TLS_CERT")
+        s.tls_key = _env("TLS_KEY")
+        s.tls_client_ca = _env("TLS_CLIENT_CA")
+        s.policy_file = _env("POLICY_FILE")
+        s.access_log = _env_bool("ACCESS_LOG")
+        s.metrics_listen = _env("METRICS_LISTEN")
+        s.throttle_caller = _env("THROTTLE_CALLER", s.throttle_caller)
+        s.throttle_key = _env("THROTTLE_KEY", s.throttle_key)
         for name, attr, conv in (
             ("WORKERS", "workers", int),
             ("CACHE_SIZE", "cache_size", int),
@@ -107,6 +138,8 @@ class Settings:
             ("USAGE_FLUSH", "usage_flush", float),
             ("SHUTDOWN_DRAIN", "shutdown_drain", float),
             ("SHUTDOWN_GRACE", "shutdown_grace", float),
+            ("MAX_CONCURRENT_RPCS", "max_concurrent_rpcs", int),
+            ("MAX_CONCURRENT_STREAMS", "max_concurrent_streams", int),
             ("FAILURE_FLUSH", "failure_flush", float),
             ("STATS_PORT", "stats_port", int),
         ):
@@ -135,7 +168,23 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', ' ')} must be positive")
         host, _port = split_listen(self.listen)
-        if not is_loopback(host) and not self.allow_remote_plaintext:
+        if self.tls_enabled:
+            for name in ("tls_cert", "tls_key", "tls_client_ca"):
+                value = getattr(self, name)
+                if not value:
+                    raise ConfigError(
+                        "TLS needs all of WOES_AUTH_TLS_CERT, WOES_AUTH_TLS_KEY and WOES_AUTH_TLS_CLIENT_CA "
+                        f"(missing {name.upper()})"
+                    )
+                if not Path(value).is_file():
+                    raise ConfigError(f"{ENV_PREFIX}{name.upper()}: no such file {value!r}")
+        if self.max_concurrent_rpcs < 1 or self.max_concurrent_streams < 1:
+            raise ConfigError("max concurrent rpcs and streams must be at least 1")
+        if self.metrics_listen:
+            split_listen(self.metrics_listen)
+        for name in ("throttle_caller", "throttle_key"):
+            parse_rate(getattr(self, name), ENV_PREFIX + name.upper())
+        if not self.tls_enabled and not is_loopback(host) and not self.allow_remote_plaintext:
             raise ConfigError(
                 f"refusing to serve plaintext gRPC on non-loopback address {self.listen!r}; "
                 "bind to 127.0.0.1 or set WOES_AUTH_ALLOW_REMOTE_PLAINTEXT=1 behind a TLS-terminating proxy"
@@ -147,6 +196,18 @@ class Settings:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             return Path(url[len("sqlite:///") :]).expanduser().parent
         return self.data_dir
+
+
+def parse_rate(text: str, what: str = "rate") -> tuple[float, float]:
+    """``burst/per-second`` as two positive numbers (e.g. ``50/5``)."""
+    burst, sep, rate = text.partition("/")
+    try:
+        values = (float(burst), float(rate))
+    except ValueError:
+        values = (0.0, 0.0)
+    if not sep or values[0] < 1 or values[1] <= 0:
+        raise ConfigError(f"{what} must be burst/rate with burst >= 1 and rate > 0, e.g. 50/5")
+    return values
 
 
 def split_listen(listen: str) -> tuple[str, int]:

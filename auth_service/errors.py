@@ -24,6 +24,7 @@ class Category(Enum):
     ALREADY_EXISTS = "already_exists"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,29 @@ class StoreUnavailable(AuthError):
 class InternalError(AuthError):
     category = Category.INTERNAL
     reason = "INTERNAL"
+
+
+class CallerNotAllowed(AuthError):
+    category = Category.PERMISSION_DENIED
+    reason = "CALLER_NOT_ALLOWED"
+
+    def __init__(self, caller: str, group: str):
+        super().__init__(
+            f"caller {caller!r} may not call {group} RPCs; ask for it in the caller policy",
+            metadata={"caller": caller, "group": group},
+        )
+
+
+class TooManyFailures(AuthError):
+    category = Category.RESOURCE_EXHAUSTED
+    reason = "TOO_MANY_FAILURES"
+
+    def __init__(self, scope: str, retry_after: float):
+        super().__init__(
+            f"too many failed authentications from this {scope.replace('_', ' ')}; retry later",
+            metadata={"scope": scope},
+        )
+        self.retry_after = retry_after
 
 
 @dataclass

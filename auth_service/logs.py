@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
+import threading
 import time
 
 from .tokens import KEY_ID_LEN, is_key_id
@@ -52,13 +54,99 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for attr in ("method", "code", "key_id", "duration_ms", "worker"):
+        for attr in ("request_id", "method", "code", "reason", "key_id", "caller", "peer", "duration_ms", "worker"):
             value = getattr(record, attr, None)
             if value is not None:
                 out[attr] = value
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return redact(json.dumps(out, ensure_ascii=False))
+
+
+_NATIVE_LEVELS = {"I": "INFO", "W": "WARNING", "E": "ERROR", "F": "CRITICAL", "D": "DEBUG"}
+_NATIVE_PREFIX_RE = re.compile(r"([IWEFD])\d{4} ")
+_MAX_NATIVE_LINE = 16 * 1024
+
+
+class NativeStderrRedactor:
+    """Sends file descriptor 2 through a pipe so that nothing reaches it unredacted.
+
+    gRPC's C core (``GRPC_VERBOSITY``/``GRPC_TRACE``: HTTP/2 frames and metadata,
+    including ``authorization`` values), the interpreter's last-resort error
+    printing and anything else writing to fd 2 bypass Python logging. Each of
+    their lines is read back by a thread, redacted and written as one JSON
+    record (logger ``native``) to the original stderr, which is also where
+    :func:`setup` points the regular log handler.
+    """
+
+    def __init__(self) -> None:
+        self.output = None
+        self._read_fd = -1
+        self._saved_fd = -1
+        self._thread: threading.Thread | None = None
+
+    def start(self):
+        sys.stderr.flush()
+        self._saved_fd = os.dup(2)
+        read_fd, write_fd = os.pipe()
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+        self._read_fd = read_fd
+        self.output = os.fdopen(self._saved_fd, "w", buffering=1, encoding="utf-8", errors="replace")
+        self._thread = threading.Thread(target=self._pump, name="woes-auth-stderr-redactor", daemon=True)
+        self._thread.start()
+        return self.output
+
+    def _emit(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not text.strip():
+            return
+        match = _NATIVE_PREFIX_RE.match(text)
+        record = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+            "level": _NATIVE_LEVELS[match.group(1)] if match else "INFO",
+            "logger": "native",
+            "message": text,
+        }
+        try:
+            self.output.write(redact(json.dumps(record, ensure_ascii=False)) + "\n")
+        except (OSError, ValueError):
+            pass
+
+    def _pump(self) -> None:
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(self._read_fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                self._emit(line)
+            while len(pending) > _MAX_NATIVE_LINE:
+                # A line this long is cut into pieces at a point where no credential can straddle it unseen:
+                # the cut is moved back before any "woes_" that starts within the last 128 bytes.
+                cut = _MAX_NATIVE_LINE
+                tail = pending.rfind(b"woes_", cut - 128, cut)
+                if tail > 0:
+                    cut = tail
+                self._emit(pending[:cut])
+                pending = pending[cut:]
+        if pending:
+            self._emit(pending)
+
+    def stop(self) -> None:
+        """Restore fd 2 and drain what is left."""
+        if self._thread is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self._saved_fd, 2)  # closes the pipe's last write end: the pump reads EOF
+        self._thread.join(timeout=5)
+        self._thread = None
+        os.close(self._read_fd)
 
 
 def setup(level: str = "INFO", stream=None) -> None:

@@ -40,6 +40,7 @@ _CODES: dict[Category, tuple[grpc.StatusCode, int]] = {
     Category.ALREADY_EXISTS: (grpc.StatusCode.ALREADY_EXISTS, code_pb2.ALREADY_EXISTS),
     Category.UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE),
     Category.INTERNAL: (grpc.StatusCode.INTERNAL, code_pb2.INTERNAL),
+    Category.RESOURCE_EXHAUSTED: (grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED),
 }
 
 _KIND_TO_PB = {

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,21 +22,28 @@ from woes.auth.v1 import auth_service_pb2
 
 from . import envoy, rpc, stats
 from .cache import VerifiedCache
-from .config import ConfigError, Settings, is_loopback, load_pepper, split_listen
+from .config import ConfigError, Settings, is_loopback, load_pepper, parse_rate, split_listen
 from .credentials import CredentialManager
 from .crypto import Pepper
 from .feed import ChangeFeedFollower
+from .interceptors import CallGate, cached_and_live
+from .metrics import Metrics
 from .model import ModelServices, build_model, load_ring
+from .policy import load_policy
 from .stats import STATS_HOST, StatsEndpoint
 from .store import CredentialStore, SqlStore
 from .store.model_sql import ModelStore
+from .throttle import Throttle
+from .tls import TlsFiles, server_credentials
 from .usage import UsageRecorder
 
 log = logging.getLogger("auth_service.server")
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# The largest valid request (IssueKey with 32 scopes and 32 origins) is about 10 KiB.
+MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024
 SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
@@ -64,6 +72,9 @@ class Runtime:
     worker: int | None = None
     started_at: float = field(default_factory=time.monotonic)
     stats_endpoint: StatsEndpoint | None = None
+    gate: CallGate | None = None
+    metrics: Metrics | None = None
+    metrics_listen: tuple[str, int] | None = None
 
     def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING, drain, finish in-flight calls within ``grace``, flush usage, close."""
@@ -77,6 +88,8 @@ class Runtime:
             # Health/Check see the drain and move traffic away before we refuse calls.
             time.sleep(self.settings.shutdown_drain)
         self.server.stop(grace).wait()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.feed.stop()
         self.usage.stop()
         if self.model is not None:
@@ -87,16 +100,21 @@ class Runtime:
         self.store.close()
 
 
-def new_grpc_server() -> grpc.Server:
+def new_grpc_server(
+    interceptors: tuple = (), max_concurrent_streams: int = 100, max_concurrent_rpcs: int = 1000
+) -> grpc.Server:
     """The gRPC server every serving process uses: thread pool, limits and options."""
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="woes-auth-rpc"),
-        options=SERVER_OPTIONS,
-        maximum_concurrent_rpcs=1000,
+        interceptors=interceptors,
+        options=[*SERVER_OPTIONS, ("grpc.max_concurrent_streams", max_concurrent_streams)],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
 
 
-def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = None) -> Runtime:
+def build(
+    settings: Settings, pepper: Pepper, store: CredentialStore | None = None, worker: int | None = None
+) -> Runtime:
     """Create (but do not start) a serving process bound to ``settings.listen``."""
     store = store or SqlStore(settings.resolved_database_url())
     cache = VerifiedCache(
@@ -110,7 +128,18 @@ def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = No
     feed = ChangeFeedFollower(store, lambda key_id, _change: cache.invalidate(key_id), interval=settings.feed_interval)
     manager.feed_staleness = feed.staleness
 
-    server = new_grpc_server()
+    metrics = Metrics(cache, feed.staleness) if settings.metrics_listen else None
+    gate = CallGate(
+        policy=load_policy(settings.policy_file, settings.tls_enabled),
+        tls=settings.tls_enabled,
+        throttle=Throttle(parse_rate(settings.throttle_caller), parse_rate(settings.throttle_key)),
+        resolve_admin=manager.authenticate_admin,
+        audit=store.write_audit,
+        metrics=metrics,
+        access_log_enabled=settings.access_log,
+        known_good=cached_and_live(manager),
+    )
+    server = new_grpc_server((gate,), settings.max_concurrent_streams, settings.max_concurrent_rpcs)
     model = build_model(settings, manager, store) if isinstance(store, SqlStore) else None
     servicer = rpc.AuthServicer(manager, model)
     rpc.add_to_server(servicer, server)
@@ -126,10 +155,36 @@ def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = No
         ),
         server,
     )
-    port = server.add_insecure_port(settings.listen)
+    if settings.tls_enabled:
+        files = TlsFiles(Path(settings.tls_cert), Path(settings.tls_key), Path(settings.tls_client_ca))
+        try:
+            credentials = server_credentials(files)
+        except OSError as exc:
+            raise ConfigError(f"cannot read the TLS files: {exc.strerror}") from None
+        port = server.add_secure_port(settings.listen, credentials)
+    else:
+        port = server.add_insecure_port(settings.listen)
     if port == 0:
         raise ConfigError(f"cannot listen on {settings.listen}")
-    return Runtime(settings, store, manager, feed, usage, server, health_servicer, port, model=model, servicer=servicer)
+    metrics_listen = None
+    if metrics is not None:
+        host, mport = split_listen(settings.metrics_listen)
+        metrics_listen = (host, mport + worker if mport and worker else mport)
+    return Runtime(
+        settings,
+        store,
+        manager,
+        feed,
+        usage,
+        server,
+        health_servicer,
+        port,
+        gate=gate,
+        metrics=metrics,
+        metrics_listen=metrics_listen,
+        model=model,
+        servicer=servicer,
+    )
 
 
 def start(runtime: Runtime) -> Runtime:
@@ -138,6 +193,12 @@ def start(runtime: Runtime) -> Runtime:
     if runtime.model is not None:
         runtime.model.start()
     runtime.server.start()
+    if runtime.metrics is not None and runtime.metrics_listen is not None:
+        try:
+            runtime.metrics.serve(*runtime.metrics_listen)
+        except OSError as exc:
+            runtime.server.stop(0)
+            raise ConfigError(f"cannot serve metrics on {runtime.metrics_listen}: {exc.strerror}") from None
     for name in ("", rpc.SERVICE_NAME):
         runtime.health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return runtime
@@ -163,8 +224,14 @@ def serve_one(settings: Settings, pepper: Pepper, worker: int | None = None) -> 
     if settings.stats_port:
         runtime.stats_endpoint = StatsEndpoint(runtime, settings.stats_port + (worker or 0)).start()
         log.info("stats on http://%s:%d/stats", STATS_HOST, runtime.stats_endpoint.port)
+    runtime = start(build(settings, pepper, worker=worker))
     host, _ = split_listen(settings.listen)
-    mode = "plaintext on loopback only" if is_loopback(host) else "PLAINTEXT on a non-loopback address"
+    if settings.tls_enabled:
+        mode = "mTLS: client certificates signed by the client CA required"
+    elif is_loopback(host):
+        mode = "plaintext on loopback only; set WOES_AUTH_TLS_CERT/_KEY/_CLIENT_CA for mTLS"
+    else:
+        mode = "PLAINTEXT on a non-loopback address (allowed explicitly): put a TLS-terminating proxy in front"
     log.info(
         "serving woes.auth.v1.AuthService on %s:%d (%s)%s",
         host,
@@ -172,6 +239,10 @@ def serve_one(settings: Settings, pepper: Pepper, worker: int | None = None) -> 
         mode,
         "" if worker is None else f" worker {worker}",
     )
+    if runtime.gate is not None:
+        log.info("caller %s", runtime.gate.policy.describe())
+    if runtime.metrics is not None:
+        log.info("metrics on http://%s:%d/metrics", runtime.metrics_listen[0], runtime.metrics.port)
     while not stop_requested.wait(0.5):
         pass
     runtime.stop()

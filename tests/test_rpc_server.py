@@ -534,6 +534,9 @@ def test_reason_internal_hides_the_cause(live_server, monkeypatch):
     assert "exploded" not in err.message
 
 
+import tests.test_policy as _policy_tests  # noqa: E402
+import tests.test_throttle as _throttle_tests  # noqa: E402
+
 REASON_TESTS = {
     "CREDENTIAL_MALFORMED": test_reason_credential_malformed,
     "CREDENTIAL_UNKNOWN": test_reason_credential_unknown,
@@ -552,6 +555,9 @@ REASON_TESTS = {
     "NOT_ADMIN_CREDENTIAL": test_reason_not_admin_credential,
     "STORE_UNAVAILABLE": test_reason_store_unavailable_when_postgres_refuses_connections,
     "INTERNAL": test_reason_internal_hides_the_cause,
+    # Caller policy and throttling (tested over mTLS and real connections in their own modules).
+    "CALLER_NOT_ALLOWED": _policy_tests.test_refusal_is_permission_denied_with_reason_and_audited,
+    "TOO_MANY_FAILURES": _throttle_tests.test_brute_forcing_caller_is_throttled_while_valid_callers_succeed,
 }
 
 

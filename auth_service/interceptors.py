@@ -1,0 +1,308 @@
+"""The call gate: caller policy, failed-authentication throttling, access logs and metrics.
+
+One server interceptor wraps each ``AuthService`` method handler once (the
+wrapped handler is cached per method), so a call pays one extra Python frame.
+What the frame does is decided when the handler is wrapped:
+
+* policy: skipped entirely on plaintext when ``anonymous`` may call the group
+  (the development default for ``verify``); otherwise one ``auth_context()``
+  read per call;
+* throttling: two dictionary lookups while nobody has failed recently;
+* access log and metrics: only when enabled (``WOES_AUTH_ACCESS_LOG``,
+  ``WOES_AUTH_METRICS_LISTEN``), otherwise not a single clock read.
+
+The Envoy external-authorization service (``envoy.service.auth.v3.Authorization``)
+is gated like a ``verify`` RPC. The health and reflection services pass through
+untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from . import envoy, rpc
+from .errors import AuthError, CallerNotAllowed, TooManyFailures
+from .metrics import Metrics
+from .models import AuditEvent
+from .policy import ANONYMOUS, KEY_PREFIX, VERIFY, DenialSampler, Policy, group_of
+from .throttle import Throttle
+from .tls import identity_from_auth_context
+from .tokens import MAX_CREDENTIAL_LEN, is_key_id
+
+log = logging.getLogger("auth_service.calls")
+access_log = logging.getLogger("auth_service.access")
+
+_METHOD_PREFIX = f"/{rpc.SERVICE_NAME}/"
+_ENVOY_PREFIX = f"/{envoy.SERVICE_NAME}/"
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_STATUS_KEY = "grpc-status-details-bin"
+# Request fields that carry the credential a verify RPC checks; other RPCs carry it as the bearer.
+_CREDENTIAL_FIELDS = {"Authenticate": "credential", "VerifyWidgetKey": "public_key"}
+
+
+def key_id_of(token: str) -> str:
+    """The key id of a credential-shaped string (``woes_xx_<key id>_...``), or ``""``. No validation of the rest."""
+    if len(token) > 20 and token.startswith("woes_") and token[7] == "_" and token[20] == "_":
+        key_id = token[8:20]
+        if is_key_id(key_id):
+            return key_id
+    return ""
+
+
+def request_id_of(context: grpc.ServicerContext) -> str:
+    for name, value in context.invocation_metadata() or ():
+        if name == "x-request-id" and isinstance(value, str) and _REQUEST_ID_RE.fullmatch(value):
+            return value
+    return uuid.uuid4().hex[:16]
+
+
+def reason_of(context: grpc.ServicerContext) -> str:
+    """The ErrorInfo reason of an aborted call (read from its trailing status details)."""
+    for name, value in context.trailing_metadata() or ():
+        if name == _STATUS_KEY:
+            try:
+                status = status_pb2.Status.FromString(value)
+            except Exception:
+                return ""
+            for detail in status.details:
+                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    detail.Unpack(info)
+                    return info.reason
+    return ""
+
+
+def cached_and_live(manager) -> Callable[[str], bool]:
+    """Whether a credential was verified recently and is still live: answered from the cache alone.
+
+    A throttled caller or key id keeps being served for such credentials, so valid
+    traffic is not touched while guesses are refused.
+    """
+    from .credentials import CredentialManager
+
+    def check(token: str) -> bool:
+        if not token or len(token) > MAX_CREDENTIAL_LEN:
+            return False
+        entry = manager.cache.get(manager.pepper.digest(token))
+        if entry is None:
+            return False
+        try:
+            CredentialManager._check_live(entry, time.time())
+        except AuthError:
+            return False
+        return True
+
+    return check
+
+
+def abort_throttled(context: grpc.ServicerContext, error: TooManyFailures):
+    status = rpc.status_for(error)
+    retry = any_pb2.Any()
+    seconds = max(error.retry_after, 0.001)
+    retry.Pack(
+        error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(seconds=int(seconds), nanos=int((seconds % 1) * 1e9))
+        )
+    )
+    status.details.append(retry)
+    context.abort_with_status(rpc_status.to_status(status))
+
+
+class CallGate(grpc.ServerInterceptor):
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        tls: bool,
+        throttle: Throttle,
+        resolve_admin: Callable[[str | None], object] | None = None,
+        audit: Callable[[AuditEvent], None] | None = None,
+        metrics: Metrics | None = None,
+        access_log_enabled: bool = False,
+        known_good: Callable[[str], bool] | None = None,
+    ):
+        self.policy = policy
+        self.tls = tls
+        self.throttle = throttle
+        self.resolve_admin = resolve_admin
+        self.audit = audit
+        self.metrics = metrics
+        self.access_log = access_log_enabled
+        self.known_good = known_good or (lambda _token: False)
+        self.sampler = DenialSampler()
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        if method.startswith(_METHOD_PREFIX):
+            name = method[len(_METHOD_PREFIX) :]
+            wrapped = self._wrap(name, group_of(name), handler, throttled=True)
+        elif method.startswith(_ENVOY_PREFIX):
+            # Check answers denials inside its response, never as UNAUTHENTICATED: policy only.
+            wrapped = self._wrap("envoy." + method[len(_ENVOY_PREFIX) :], VERIFY, handler, throttled=False)
+        else:
+            return handler
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    # -- identity and policy --------------------------------------------------
+
+    def _key_identity(self, context) -> str | None:
+        if self.resolve_admin is None:
+            return None
+        bearer = rpc._bearer(context)
+        if not bearer:
+            return None
+        try:
+            principal = self.resolve_admin(bearer)
+        except AuthError:
+            return None
+        return KEY_PREFIX + principal.key_id
+
+    def _deny(self, context, identity: str, group: str, method: str):
+        if self.metrics is not None:
+            self.metrics.policy_denials.labels(group).inc()
+        suppressed = self.sampler.admit(identity, group)
+        if suppressed is not None:
+            log.warning(
+                "caller %s may not call %s (group %s)",
+                identity,
+                method,
+                group,
+                extra={"method": method, "code": "CALLER_NOT_ALLOWED", "caller": identity},
+            )
+            if self.audit is not None:
+                detail = f"method={method} group={group}" + (f" refused_since_last={suppressed}" if suppressed else "")
+                try:
+                    self.audit(
+                        AuditEvent(action="policy.deny", actor=f"caller:{identity}", outcome="denied", detail=detail)
+                    )
+                except Exception:
+                    log.warning("could not write the audit event of a policy refusal", exc_info=True)
+        return rpc.abort(context, CallerNotAllowed(identity, group))
+
+    # -- the wrapper -----------------------------------------------------------
+
+    def _wrap(
+        self, method: str, group: str, handler: grpc.RpcMethodHandler, *, throttled: bool
+    ) -> grpc.RpcMethodHandler:
+        inner = handler.unary_unary
+        known_good = self.known_good
+        policy, tls, throttle = self.policy, self.tls, self.throttle
+        check_policy = tls or not policy.allows(ANONYMOUS, group)
+        try_key_identity = policy.names_keys
+        credential_field = _CREDENTIAL_FIELDS.get(method)
+        observe = self.metrics is not None or self.access_log
+        unauthenticated = grpc.StatusCode.UNAUTHENTICATED
+        deny = self._deny
+        key_identity = self._key_identity
+        finish = self._finish
+
+        callers, keys = throttle.callers, throttle.keys
+
+        def presented(request, context) -> str:
+            if credential_field is not None:
+                return getattr(request, credential_field, "") or ""
+            return rpc._bearer(context) or ""
+
+        def presented_key_id(request, context) -> str:
+            return key_id_of(presented(request, context))
+
+        def refuse(context, scope: str, wait: float):
+            throttle.refused[scope] += 1
+            if self.metrics is not None:
+                self.metrics.throttled.labels(scope).inc()
+            return abort_throttled(context, TooManyFailures(scope, wait))
+
+        def behavior(request, context):
+            # While nobody has failed recently both bucket maps are empty: no peer, no key id, no lookup.
+            started = time.perf_counter() if observe else 0.0
+            identity = ANONYMOUS
+            key_id = None
+            failed = False
+            try:
+                if tls:
+                    identity = identity_from_auth_context(context.auth_context()) or ANONYMOUS
+                if check_policy and not policy.allows(identity, group):
+                    by_key = key_identity(context) if try_key_identity else None
+                    if by_key is None or not policy.allows(by_key, group):
+                        return deny(context, identity, group, method)
+                    identity = by_key
+                caller = identity if tls else None  # plaintext: the connection, read when needed
+                if throttled and callers._buckets:
+                    if caller is None:
+                        caller = context.peer()
+                    wait = callers.retry_after(caller)
+                    if wait and not known_good(presented(request, context)):
+                        return refuse(context, "caller", wait)
+                if throttled and keys._buckets:
+                    key_id = presented_key_id(request, context)
+                    wait = throttle.key_retry_after(key_id)
+                    if wait and not known_good(presented(request, context)):
+                        return refuse(context, "key_id", wait)
+                try:
+                    return inner(request, context)
+                except BaseException:
+                    if throttled and context.code() is unauthenticated:
+                        if caller is None:
+                            caller = context.peer()
+                        if key_id is None:
+                            key_id = presented_key_id(request, context)
+                        throttle.failed(caller, key_id)
+                    raise
+            except BaseException:
+                failed = True
+                raise
+            finally:
+                if observe:
+                    if key_id is None:
+                        key_id = presented_key_id(request, context)
+                    finish(method, context, started, identity, key_id, failed)
+
+        return grpc.unary_unary_rpc_method_handler(
+            behavior,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _finish(self, method: str, context, started: float, identity: str, key_id: str, failed: bool) -> None:
+        seconds = time.perf_counter() - started
+        code = context.code()
+        if code is None:
+            code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+        reason = reason_of(context) if code is not grpc.StatusCode.OK else ""
+        if self.metrics is not None:
+            self.metrics.observe(method, code.name, seconds, reason)
+        if self.access_log:
+            access_log.info(
+                "%s %s%s %.3f ms",
+                method,
+                code.name,
+                f" {reason}" if reason else "",
+                seconds * 1000,
+                extra={
+                    "request_id": request_id_of(context),
+                    "method": method,
+                    "code": code.name,
+                    "reason": reason or None,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "key_id": key_id or None,
+                    "caller": identity,
+                    "peer": context.peer(),
+                },
+            )

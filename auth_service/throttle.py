@@ -1,0 +1,99 @@
+"""Throttling of failed authentications: bounded in-memory token buckets.
+
+Each failed authentication (a call answered ``UNAUTHENTICATED``) takes one
+token from the bucket of its *caller* and one from the bucket of the *key id*
+it named. Buckets refill at a steady rate up to their burst size. Only
+failures create buckets, so valid traffic costs one dictionary lookup per
+bucket kind and never waits.
+
+While either bucket of a call is empty, the call is refused before any work
+with ``RESOURCE_EXHAUSTED`` and the time until a token is back, unless its
+credential was verified recently and is still live (answered from the
+verified cache alone, see :func:`auth_service.interceptors.cached_and_live`).
+Guesses are refused unevaluated; valid traffic is not touched, even when it
+shares a caller with the guesser (a gateway forwarding its users' credentials)
+or a key id with it (key ids are public: a stranger's guesses must not lock a
+key's owner out).
+
+Callers are the certificate identity with mTLS; on plaintext loopback, where
+every caller is anonymous, the connection (the peer address and port).
+Both maps are LRU-bounded, so a flood of made-up key ids cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+
+class TokenBuckets:
+    def __init__(self, burst: float, rate: float, max_entries: int = 100_000):
+        if burst < 1 or rate <= 0 or max_entries < 1:
+            raise ValueError("burst >= 1, rate > 0 and max_entries >= 1")
+        self.burst = float(burst)
+        self.rate = float(rate)
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _tokens(self, state: tuple[float, float], now: float) -> float:
+        tokens, at = state
+        return min(self.burst, tokens + (now - at) * self.rate)
+
+    def retry_after(self, key: str, now: float | None = None) -> float:
+        """0 when ``key`` has a token left; otherwise the seconds until it has one again."""
+        state = self._buckets.get(key)
+        if state is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens = self._tokens(state, now)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def take(self, key: str, now: float | None = None) -> None:
+        """Record one failure against ``key``."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            state = self._buckets.get(key)
+            tokens = self.burst if state is None else self._tokens(state, now)
+            self._buckets[key] = (max(tokens - 1.0, 0.0), now)
+            self._buckets.move_to_end(key)
+            while len(self._buckets) > self.max_entries:
+                self._buckets.popitem(last=False)
+            if len(self._buckets) > 1024 and state is None:
+                self._forget_full(now)
+
+    def _forget_full(self, now: float) -> None:
+        # Drop the oldest buckets that have refilled: they mean nothing any more.
+        for key in list(self._buckets)[:64]:
+            if self._tokens(self._buckets[key], now) >= self.burst:
+                del self._buckets[key]
+
+
+class Throttle:
+    """Failed-authentication limits per caller and per key id."""
+
+    def __init__(
+        self,
+        caller: tuple[float, float] = (1000, 100),
+        key: tuple[float, float] = (20, 2),
+        max_entries: int = 100_000,
+    ):
+        self.callers = TokenBuckets(*caller, max_entries=max_entries)
+        self.keys = TokenBuckets(*key, max_entries=max_entries)
+        self.refused = {"caller": 0, "key_id": 0}
+
+    def caller_retry_after(self, caller: str) -> float:
+        return self.callers.retry_after(caller) if self.callers._buckets else 0.0
+
+    def key_retry_after(self, key_id: str) -> float:
+        return self.keys.retry_after(key_id) if key_id and self.keys._buckets else 0.0
+
+    def failed(self, caller: str, key_id: str) -> None:
+        now = time.monotonic()
+        self.callers.take(caller, now)
+        if key_id:
+            self.keys.take(key_id, now)

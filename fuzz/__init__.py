@@ -1,0 +1,1 @@
+"""Fuzz targets of woes-auth (see targets.py; `make fuzz` runs them under atheris)."""

@@ -1,0 +1,112 @@
+"""Prometheus /metrics on its own port: calls, latency, cache, failures, throttling, feed lag."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+import grpc
+import pytest
+from woes.auth.v1 import auth_service_pb2 as pb
+from woes.auth.v1 import resources_pb2 as res
+
+from auth_service import server as server_mod
+from auth_service.config import Settings
+from tests.conftest import free_port, start_live_server
+from tests.helpers import call_error
+
+
+@pytest.fixture
+def metered_server(sqlite_url, pepper):
+    srv = start_live_server(sqlite_url, pepper, metrics_listen="127.0.0.1:0", throttle_caller="3/0.01")
+    yield srv
+    srv.channel.close()
+    srv.runtime.stop(0.5)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        assert response.status == 200
+        return response.read().decode()
+
+
+def _value(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{series} not in /metrics")
+
+
+def test_metrics_are_off_by_default(live_server):
+    assert live_server.runtime.metrics is None
+
+
+def test_metrics_answer_with_the_listed_series(metered_server):
+    srv = metered_server
+    issued = srv.stub.IssueKey(
+        pb.IssueKeyRequest(workspace_id="ws-m", kind=res.KEY_KIND_SERVER, scopes=["conversations:read"]),
+        metadata=srv.admin_md,
+        timeout=10,
+    )
+    for _ in range(3):
+        srv.stub.Authenticate(pb.AuthenticateRequest(credential=issued.secret), timeout=10)
+    bad = issued.secret[:20] + "_" + "A" * 49  # right shape, wrong checksum
+    assert (
+        call_error(srv.stub.Authenticate, pb.AuthenticateRequest(credential=bad), timeout=10).reason
+        == "CREDENTIAL_MALFORMED"
+    )
+    assert (
+        call_error(srv.stub.Authenticate, pb.AuthenticateRequest(credential="nope"), timeout=10).reason
+        == "CREDENTIAL_MALFORMED"
+    )
+    assert (
+        call_error(srv.stub.Authenticate, pb.AuthenticateRequest(credential="nope"), timeout=10).reason
+        == "CREDENTIAL_MALFORMED"
+    )
+    throttled = call_error(srv.stub.Authenticate, pb.AuthenticateRequest(credential="nope"), timeout=10)
+    assert throttled.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    text = _scrape(srv.runtime.metrics.port)
+    assert _value(text, 'woes_auth_rpc_calls_total{code="OK",method="Authenticate"}') == 3
+    assert _value(text, 'woes_auth_rpc_calls_total{code="OK",method="IssueKey"}') == 1
+    assert _value(text, 'woes_auth_rpc_calls_total{code="UNAUTHENTICATED",method="Authenticate"}') == 3
+    assert _value(text, 'woes_auth_rpc_calls_total{code="RESOURCE_EXHAUSTED",method="Authenticate"}') == 1
+    assert _value(text, 'woes_auth_rpc_duration_seconds_count{method="Authenticate"}') == 7
+    assert _value(text, 'woes_auth_rpc_duration_seconds_bucket{le="+Inf",method="Authenticate"}') == 7
+    assert _value(text, 'woes_auth_authentication_failures_total{reason="CREDENTIAL_MALFORMED"}') == 3
+    assert _value(text, 'woes_auth_throttled_total{scope="caller"}') == 1
+    # One miss (the first Authenticate read the store), then hits.
+    assert _value(text, "woes_auth_cache_hits_total") == 2
+    assert _value(text, "woes_auth_cache_misses_total") >= 1
+    assert 0 < _value(text, "woes_auth_cache_hit_ratio") < 1
+    assert _value(text, "woes_auth_cache_entries") >= 1
+    assert 0 <= _value(text, "woes_auth_change_feed_staleness_seconds") < 60
+    assert "woes_auth_cache_negative_hits_total" in text
+    assert "woes_auth_policy_denials_total" in text
+    assert issued.secret not in text
+
+
+def test_each_worker_serves_metrics_on_its_own_port(sqlite_url, pepper):
+    grpc_port = free_port()
+    while True:  # a base port whose successor is free (and not the gRPC port)
+        base = free_port()
+        if base + 1 != grpc_port and _port_free(base + 1):
+            break
+    settings = Settings(listen=f"127.0.0.1:{grpc_port}", database_url=sqlite_url, metrics_listen=f"127.0.0.1:{base}")
+    runtime = server_mod.build(settings, pepper, worker=1)
+    try:
+        assert runtime.metrics_listen == ("127.0.0.1", base + 1)
+        server_mod.start(runtime)
+        assert runtime.metrics.port == base + 1
+        assert "woes_auth_cache_hit_ratio" in _scrape(base + 1)
+    finally:
+        runtime.stop(0.5)

@@ -1,0 +1,171 @@
+"""Throttling of failed authentications: a brute-forcing caller is slowed down, valid callers are not."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from woes.auth.v1 import auth_service_pb2 as pb
+from woes.auth.v1 import auth_service_pb2_grpc
+
+from auth_service import tokens
+from auth_service.config import ConfigError, Settings, parse_rate
+from auth_service.credentials import IssueSpec
+from auth_service.throttle import Throttle, TokenBuckets
+from auth_service.tokens import KeyKind
+from tests.conftest import start_live_server
+from tests.helpers import rich_error
+
+# Channels with equal arguments share one connection (and so one plaintext caller identity) unless told not to.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+
+
+def test_token_bucket_burst_and_refill():
+    b = TokenBuckets(burst=3, rate=0.5)
+    assert b.retry_after("k", now=0) == 0
+    for _ in range(3):
+        b.take("k", now=0)
+    assert b.retry_after("k", now=0) == pytest.approx(2.0)
+    assert b.retry_after("k", now=1) == pytest.approx(1.0)
+    assert b.retry_after("k", now=2) == 0
+    assert b.retry_after("other", now=0) == 0
+
+
+def test_token_buckets_are_bounded():
+    b = TokenBuckets(burst=1, rate=1, max_entries=100)
+    for n in range(5000):
+        b.take(f"key{n}", now=0)
+    assert len(b) <= 100
+    assert b.retry_after("key4999", now=0) > 0
+
+
+def test_rates_are_validated():
+    assert parse_rate("50/5") == (50.0, 5.0)
+    for bad in ("50", "0/1", "5/0", "a/b"):
+        with pytest.raises(ConfigError):
+            parse_rate(bad)
+    with pytest.raises(ConfigError, match="THROTTLE_KEY"):
+        Settings(throttle_key="x").validate()
+
+
+def test_throttle_failures_feed_both_buckets():
+    t = Throttle(caller=(2, 0.001), key=(5, 0.001))
+    t.failed("c1", "KEY")
+    t.failed("c1", "KEY")
+    assert t.caller_retry_after("c1") > 0
+    assert t.caller_retry_after("c2") == 0
+    assert t.key_retry_after("KEY") == 0
+    assert t.key_retry_after("") == 0
+
+
+@pytest.fixture
+def throttled_server(sqlite_url, pepper):
+    # Slow refill so that timing on a busy machine cannot matter.
+    srv = start_live_server(sqlite_url, pepper, throttle_caller="5/0.01", throttle_key="8/0.01")
+    yield srv
+    srv.channel.close()
+    srv.runtime.stop(0.5)
+
+
+def _issue(srv, workspace: str) -> str:
+    return srv.manager.issue_key(
+        "test", IssueSpec(workspace_id=workspace, kind=KeyKind.SERVER, scopes=("conversations:read",))
+    ).secret
+
+
+def _retry_delay(err: grpc.RpcError) -> float:
+    status = rpc_status.from_call(err)
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    raise AssertionError("no RetryInfo detail")
+
+
+def _outcome(stub, credential: str):
+    try:
+        stub.Authenticate(pb.AuthenticateRequest(credential=credential), timeout=10)
+    except grpc.RpcError as err:
+        return err
+    return "OK"
+
+
+def test_brute_forcing_caller_is_throttled_while_valid_callers_succeed(throttled_server):
+    srv = throttled_server
+    victim = _issue(srv, "ws-victim")
+    other = _issue(srv, "ws-other")
+    never_used = _issue(srv, "ws-new")
+    victim_key_id = tokens.parse(victim).key_id
+    attacker_channel = grpc.insecure_channel(srv.target, options=OWN_CONNECTION)
+    valid_channel = grpc.insecure_channel(srv.target, options=OWN_CONNECTION)
+    attacker = auth_service_pb2_grpc.AuthServiceStub(attacker_channel)
+    valid = auth_service_pb2_grpc.AuthServiceStub(valid_channel)
+    try:
+        codes = []
+        for _ in range(12):
+            # Guesses with a valid format and checksum for the victim's (public) key id.
+            guess = tokens.mint(KeyKind.SERVER, victim_key_id).token
+            result = _outcome(attacker, guess)
+            codes.append(result.code() if result != "OK" else "OK")
+            # The valid caller, with the attacked key and with another key, keeps succeeding throughout.
+            assert _outcome(valid, victim) == "OK"
+            assert _outcome(valid, other) == "OK"
+        assert codes[:5] == [grpc.StatusCode.UNAUTHENTICATED] * 5
+        assert codes[5:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 7
+        # Once throttled, the caller is refused before any work for anything not verified recently,
+        # even a valid credential that is not cached yet ...
+        with pytest.raises(grpc.RpcError) as exc:
+            attacker.Authenticate(pb.AuthenticateRequest(credential=never_used), timeout=10)
+        err = rich_error(exc.value)
+        assert (err.code, err.reason, err.metadata) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "TOO_MANY_FAILURES",
+            {"scope": "caller"},
+        )
+        assert 1 <= _retry_delay(exc.value) <= 200
+        # ... while credentials verified recently and still live keep passing, even from this caller.
+        assert _outcome(attacker, victim) == "OK"
+    finally:
+        attacker_channel.close()
+        valid_channel.close()
+    assert srv.runtime.gate.throttle.refused["caller"] >= 8
+
+
+def test_key_id_limit_spans_callers_but_keeps_serving_the_valid_credential(throttled_server):
+    srv = throttled_server
+    victim = _issue(srv, "ws-victim")
+    victim_key_id = tokens.parse(victim).key_id
+    results = []
+    # Many callers (connections), each below its own limit, together exhaust the key id's bucket (8).
+    for _ in range(3):
+        with grpc.insecure_channel(srv.target, options=OWN_CONNECTION) as channel:
+            s = auth_service_pb2_grpc.AuthServiceStub(channel)
+            for _ in range(4):
+                results.append(_outcome(s, tokens.mint(KeyKind.SERVER, victim_key_id).token))
+            assert _outcome(s, victim) == "OK"
+    reasons = [rich_error(r).reason for r in results]
+    assert reasons[:8] == ["CREDENTIAL_UNKNOWN"] * 8
+    assert reasons[8:] == ["TOO_MANY_FAILURES"] * 4
+    assert {rich_error(r).metadata["scope"] for r in results[8:]} == {"key_id"}
+    assert all(_retry_delay(r) > 0 for r in results[8:])
+
+
+def test_malformed_credentials_count_against_the_caller(throttled_server):
+    srv = throttled_server
+    with grpc.insecure_channel(srv.target, options=OWN_CONNECTION) as channel:
+        s = auth_service_pb2_grpc.AuthServiceStub(channel)
+        reasons = [rich_error(_outcome(s, f"garbage-{n}")).reason for n in range(7)]
+    assert reasons == ["CREDENTIAL_MALFORMED"] * 5 + ["TOO_MANY_FAILURES"] * 2
+
+
+def test_a_revoked_key_is_not_known_good(throttled_server):
+    srv = throttled_server
+    secret = _issue(srv, "ws-r")
+    with grpc.insecure_channel(srv.target, options=OWN_CONNECTION) as channel:
+        s = auth_service_pb2_grpc.AuthServiceStub(channel)
+        assert _outcome(s, secret) == "OK"  # cached
+        srv.manager.revoke("test", tokens.parse(secret).key_id, "test")
+        reasons = [rich_error(_outcome(s, secret)).reason for _ in range(7)]
+    assert reasons == ["CREDENTIAL_REVOKED"] * 5 + ["TOO_MANY_FAILURES"] * 2
