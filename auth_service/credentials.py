@@ -410,7 +410,7 @@ class CredentialManager:
             time=now,
         )
         try:
-            _, new_stored = self.store.rotate(key_id, new, now + grace, audit)
+            old_stored, new_stored = self.store.rotate(key_id, new, now + grace, audit)
         except RotateConflict as conflict:
             state = conflict.current.state_at(now).value
             raise KeyNotRotatable(
@@ -421,7 +421,9 @@ class CredentialManager:
             raise KeyNotFound(key_id) from None
         self.cache.invalidate(key_id)
         self.cache.invalidate(new_stored.key_id)
-        return Issued(new_stored, secret), self.get_key(key_id)
+        # The store returns the old key as the rotation left it: no second read that could fail
+        # after the commit and hide the new secret from the caller.
+        return Issued(new_stored, secret), old_stored
 
     def revoke(self, actor: str, key_id: str, reason: str) -> KeyRecord:
         v = Violations()

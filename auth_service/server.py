@@ -22,8 +22,10 @@ from .cache import VerifiedCache
 from .config import ConfigError, Settings, is_loopback, load_pepper, split_listen
 from .credentials import CredentialManager
 from .crypto import Pepper
+from .errors import StoreUnavailable
 from .feed import ChangeFeedFollower
 from .store import CredentialStore, SqlStore
+from .store.migrate import SchemaNotCurrent
 from .usage import UsageRecorder
 
 log = logging.getLogger("auth_service.server")
@@ -110,7 +112,27 @@ def start(runtime: Runtime) -> Runtime:
     runtime.server.start()
     for name in ("", rpc.SERVICE_NAME):
         runtime.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    threading.Thread(target=_watch_health, args=(runtime,), name="woes-auth-health", daemon=True).start()
     return runtime
+
+
+def _watch_health(runtime: Runtime, every: float = 0.5) -> None:
+    """NOT_SERVING while the process cannot serve at all: the store has been unreachable for longer
+    than the outage window, so even cached credentials are refused (UNAVAILABLE). SERVING again as
+    soon as the change feed reads the store."""
+    serving = True
+    while not runtime.stopped.wait(every):
+        ok = runtime.feed.staleness() <= runtime.settings.outage_window
+        if ok == serving:
+            continue
+        serving = ok
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        if ok:
+            log.warning("health SERVING again: the credential store is reachable")
+        else:
+            log.error("health NOT_SERVING: the credential store has been unreachable past the outage window")
+        for name in ("", rpc.SERVICE_NAME):
+            runtime.health.set(name, status)
 
 
 def _safe_url(url: str) -> str:
@@ -127,7 +149,8 @@ def serve_one(settings: Settings, pepper: Pepper, worker: int | None = None) -> 
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    runtime = start(build(settings, pepper))
+    # The schema was checked by serve() before any worker existed: never create it here.
+    runtime = start(build(settings, pepper, SqlStore(settings.resolved_database_url(), create_schema=False)))
     host, _ = split_listen(settings.listen)
     mode = "plaintext on loopback only" if is_loopback(host) else "PLAINTEXT on a non-loopback address"
     log.info(
@@ -148,8 +171,8 @@ def serve(settings: Settings) -> int:
     settings.validate()
     pepper, note = load_pepper(settings, create=True)
     log.info(note)
-    # Create the schema once, before any worker exists (and before any gRPC object: fork safety).
-    SqlStore(settings.resolved_database_url()).close()
+    # Check the schema once, before any worker exists (and before any gRPC object: fork safety).
+    check_schema(settings.resolved_database_url())
     log.info("database %s", _safe_url(settings.resolved_database_url()))
     workers = settings.effective_workers()
     if workers == 1:
@@ -158,6 +181,20 @@ def serve(settings: Settings) -> int:
     if port == 0:
         raise ConfigError("several workers need a fixed port (they share it with SO_REUSEPORT)")
     return _supervise(settings, pepper, workers)
+
+
+def check_schema(url: str) -> None:
+    """Refuse to start on a schema older than the code (naming ``woes-auth db upgrade``); a new,
+    empty embedded SQLite database gets its schema created (see :func:`auth_service.store.migrate.prepare`)."""
+    store = SqlStore(url, create_schema=False)
+    try:
+        store.prepare_schema()
+    except SchemaNotCurrent as exc:
+        raise ConfigError(str(exc)) from None
+    except StoreUnavailable:
+        raise ConfigError(f"cannot reach the database {_safe_url(url)}; check WOES_AUTH_DATABASE_URL") from None
+    finally:
+        store.close()
 
 
 def _supervise(settings: Settings, pepper: Pepper, workers: int) -> int:
