@@ -139,8 +139,10 @@ class CredentialManager:
     ):
         self.store = store
         self.pepper = pepper
-        self.cache = cache or VerifiedCache()
-        self.usage = usage or UsageRecorder(store)
+        # "is not None": an empty cache is falsy (it has __len__), and must still be the one shared
+        # with the change feed.
+        self.cache = cache if cache is not None else VerifiedCache()
+        self.usage = usage if usage is not None else UsageRecorder(store)
         self.outage_window = outage_window
         self.feed_staleness = lambda: 0.0  # replaced by the server wiring when a feed runs
 

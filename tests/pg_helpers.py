@@ -34,7 +34,9 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 60) -> subpro
     Callers add any secret the command prints on stdout to ``conftest.MINTED``."""
     log_path = conftest.server_log_path("cli-" + (args[0] if args else "none"))
     with open(log_path, "w") as log_file:
-        done = subprocess.run([WOES_AUTH, *args], env=env, stdout=subprocess.PIPE, stderr=log_file, text=True, timeout=timeout)
+        done = subprocess.run(
+            [WOES_AUTH, *args], env=env, stdout=subprocess.PIPE, stderr=log_file, text=True, timeout=timeout
+        )
     done.stderr = log_path.read_text()
     return done
 

@@ -68,9 +68,9 @@ class PgChangeListener:
                         got = 0
                         for _ in conn.notifies(timeout=0.5):
                             got += 1
+                            self.notifications += 1
                             wake()
                         if got:
-                            self.notifications += got
                             idle = 0.0
                             continue
                         idle += 0.5
