@@ -238,3 +238,89 @@ def _close(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+# -- a cluster of replicas on one PostgreSQL database ------------------------------
+
+
+class Cluster:
+    """A migrated PostgreSQL database, an admin credential made by `woes-auth bootstrap-admin`,
+    and `woes-auth serve` replicas sharing one pepper."""
+
+    def __init__(self, database_url: str, data_dir: Path, **settings: str):
+        self.database_url = database_url
+        self.pepper_text = conftest.new_pepper_text()
+        self.env = clean_env(
+            database_url=database_url, pepper=self.pepper_text, data_dir=data_dir, production="1", **settings
+        )
+        self.replicas: list[ServerProcess] = []
+        upgraded = run_cli(["db", "upgrade"], self.env)
+        assert upgraded.returncode == 0, upgraded.stderr
+        boot = run_cli(["bootstrap-admin", "--name", "cluster admin"], self.env)
+        assert boot.returncode == 0, boot.stderr
+        self.admin_secret = boot.stdout.strip().splitlines()[-1]
+        conftest.MINTED.add(self.admin_secret)
+
+    @property
+    def admin_md(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.admin_secret}"),)
+
+    def replica(self, name: str) -> ServerProcess:
+        server = ServerProcess(name, self.env).start()
+        self.replicas.append(server)
+        return server
+
+    def store(self):
+        from auth_service.store import SqlStore
+
+        return SqlStore(self.database_url, create_schema=False)
+
+    def stop(self) -> None:
+        for server in self.replicas:
+            server.stop()
+
+
+def chain_problems(store) -> list[str]:
+    """Every way the stored keys could be inconsistent; empty when all is well."""
+    from auth_service.models import StoredState
+
+    keys = store.list_keys("", 1_000_000, None)
+    by_id = {k.key_id: k for k in keys}
+    problems: list[str] = []
+    successors: dict[str, list[str]] = {}
+    changes: dict[str, set[str]] = {}
+    for change in store.changes_since(0, limit=1_000_000):
+        changes.setdefault(change.key_id, set()).add(change.change)
+    audited = {(e.action, e.key_id, e.detail) for e in store.list_audit(limit=1_000_000)}
+    for k in keys:
+        if len(k.digest) != 32 or not k.hint or not k.pepper_id:
+            problems.append(f"{k.key_id}: incomplete row")
+        if "issued" not in changes.get(k.key_id, set()):
+            problems.append(f"{k.key_id}: no 'issued' change-feed entry")
+        if k.stored_state is StoredState.ROTATED:
+            if not k.rotated_to or k.grace_expire_time is None:
+                problems.append(f"{k.key_id}: rotated without successor or grace end")
+            if "rotated" not in changes.get(k.key_id, set()):
+                problems.append(f"{k.key_id}: rotated without a change-feed entry")
+        if k.stored_state is StoredState.REVOKED:
+            if k.revoke_time is None:
+                problems.append(f"{k.key_id}: revoked without a revoke time")
+            if "revoked" not in changes.get(k.key_id, set()):
+                problems.append(f"{k.key_id}: revoked without a change-feed entry")
+        if k.rotated_to:
+            succ = by_id.get(k.rotated_to)
+            if succ is None or succ.rotated_from != k.key_id:
+                problems.append(f"{k.key_id}: successor {k.rotated_to} missing or not pointing back")
+        if k.rotated_from:
+            successors.setdefault(k.rotated_from, []).append(k.key_id)
+            pred = by_id.get(k.rotated_from)
+            if pred is None or pred.rotated_to != k.key_id:
+                problems.append(f"{k.key_id}: predecessor {k.rotated_from} missing or not marked rotated to it")
+            if not any(a == "key.rotate" and kid == k.rotated_from and k.key_id in d for a, kid, d in audited):
+                problems.append(f"{k.key_id}: no audit event of the rotation that made it")
+        elif k.kind.value != "admin" and not any(a == "key.issue" and kid == k.key_id for a, kid, _ in audited):
+            problems.append(f"{k.key_id}: no audit event of its issue")
+    for key_id, succ in successors.items():
+        if len(succ) > 1:
+            problems.append(f"{key_id}: {len(succ)} successors {succ}")
+    return problems
