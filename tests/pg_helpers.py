@@ -19,6 +19,11 @@ from woes.auth.v1 import auth_service_pb2_grpc
 from tests import conftest
 
 WOES_AUTH = str(Path(sys.executable).parent / "woes-auth")
+_FAST_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+]
 
 
 def clean_env(**settings: str) -> dict[str, str]:
@@ -77,7 +82,8 @@ class ServerProcess:
         log_file = open(self.log_path, "w")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen([WOES_AUTH, "serve"], env=self.env, stdout=log_file, stderr=subprocess.STDOUT)
         log_file.close()
-        self.channel = grpc.insecure_channel(self.target)
+        # Short reconnect backoff: the channel exists before the server listens.
+        self.channel = grpc.insecure_channel(self.target, options=_FAST_RECONNECT)
         self.stub = auth_service_pb2_grpc.AuthServiceStub(self.channel)
         self.wait_ready(ready_timeout)
         return self
