@@ -34,12 +34,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check auth_service clients/python/src/woes_auth_client tests bench
-	$(BIN)/ruff format --check auth_service clients/python/src/woes_auth_client tests bench
+	$(BIN)/ruff check auth_service clients/python/src/woes_auth_client tests bench examples
+	$(BIN)/ruff format --check auth_service clients/python/src/woes_auth_client tests bench examples
 
 fmt: $(STAMP)
-	$(BIN)/ruff format auth_service clients/python/src/woes_auth_client tests bench
-	$(BIN)/ruff check --fix auth_service clients/python/src/woes_auth_client tests bench
+	$(BIN)/ruff format auth_service clients/python/src/woes_auth_client tests bench examples
+	$(BIN)/ruff check --fix auth_service clients/python/src/woes_auth_client tests bench examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info clients/python/src/*.egg-info

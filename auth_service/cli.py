@@ -5,6 +5,9 @@
     woes-auth db upgrade|status  apply the schema migrations / show the schema revision
     woes-auth keys issue|list|get|rotate|revoke
                                  admin tooling over gRPC against a running server
+    woes-auth conversations | test-credentials | audit | workspace-settings ...
+                                 the rest of the credential model (see cli_model.py)
+    woes-auth kek rotate         new primary key-encryption key, re-wrap every test credential
 
 Admin commands read the admin credential from ``WOES_AUTH_ADMIN_CREDENTIAL``
 or ``--admin-credential-file``, never from a flag value (flags end up in shell
@@ -61,6 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_bootstrap_admin(args: argparse.Namespace) -> int:
     from .credentials import CredentialManager
+    from .errors import AuthError
     from .store import SqlStore
 
     settings = _settings(args)
@@ -72,7 +76,10 @@ def cmd_bootstrap_admin(args: argparse.Namespace) -> int:
     check_schema(settings.resolved_database_url())
     store = SqlStore(settings.resolved_database_url(), create_schema=False)
     try:
-        issued = CredentialManager(store, pepper).bootstrap_admin(args.name)
+        issued = CredentialManager(store, pepper).bootstrap_admin(args.name, permissions=tuple(args.permission or ()))
+    except AuthError as exc:
+        print(f"woes-auth: {exc.message}", file=sys.stderr)
+        return 2
     finally:
         store.close()
     log.info("created admin key %s", issued.key.key_id)
@@ -121,7 +128,10 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def _admin_credential(args: argparse.Namespace) -> str:
     if args.admin_credential_file:
-        return Path(args.admin_credential_file).read_text().strip()
+        try:
+            return Path(args.admin_credential_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the admin credential file: {exc.strerror}") from None
     value = os.environ.get("WOES_AUTH_ADMIN_CREDENTIAL", "").strip()
     if not value:
         raise ConfigError("set WOES_AUTH_ADMIN_CREDENTIAL or pass --admin-credential-file")
@@ -172,7 +182,10 @@ _KINDS = {"server": 1, "widget": 2}
 
 
 def _parse_time(text: str) -> datetime:
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--expire-time {text!r} is not an ISO 8601 time such as 2027-01-01T00:00:00Z") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -231,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     boot = sub.add_parser("bootstrap-admin", help="create an admin credential; prints it as the last line")
     boot.add_argument("--name", default="bootstrap admin", help="display name of the admin key")
+    boot.add_argument(
+        "--permission",
+        action="append",
+        help="internal permission to grant the new admin key, e.g. lab:test_credentials:reveal (repeatable)",
+    )
     boot.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     _add_storage_flags(boot)
     boot.set_defaults(func=cmd_bootstrap_admin)
@@ -271,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument("key_id")
     rev.add_argument("--reason")
     keys.set_defaults(func=cmd_keys)
+
+    from .cli_model import add_model_commands
+
+    add_model_commands(sub, _add_storage_flags)
     return parser
 
 

@@ -6,7 +6,10 @@
 | WOES_AUTH_DATA_DIR | ~/.local/share/woes-auth | where the SQLite file and development keys live |
 | WOES_AUTH_DATABASE_URL | sqlite:///<data dir>/woes-auth.db | SQLAlchemy URL (sqlite or postgresql+psycopg) |
 | WOES_AUTH_PEPPER / WOES_AUTH_PEPPER_FILE | development file | `id:base64-of-32-bytes` entries, comma separated, first primary |
-| WOES_AUTH_PRODUCTION | false | refuse to start without a configured pepper |
+| WOES_AUTH_KEK / WOES_AUTH_KEK_FILE | development file | key-encryption keys of test credentials, `id:base64-of-32-bytes`, comma separated, first primary |
+| WOES_AUTH_KEK_PASSPHRASE | | an operator passphrase turned into a key-encryption key with argon2id (salt and parameters kept in the database) |
+| WOES_AUTH_FAILURE_FLUSH | 60 | seconds between aggregated failed-authentication audit rows |
+| WOES_AUTH_PRODUCTION | false | refuse to start without a configured pepper and key-encryption key |
 | WOES_AUTH_WORKERS | number of cores | serving processes sharing the port |
 | WOES_AUTH_CACHE_SIZE | 100000 | verified credentials cached per process |
 | WOES_AUTH_CACHE_TTL | 300 | seconds a verified credential stays cached at most |
@@ -14,7 +17,8 @@
 | WOES_AUTH_FEED_INTERVAL | 0.25 | seconds between change-feed polls (the revocation bound) |
 | WOES_AUTH_OUTAGE_WINDOW | 60 | seconds cached verifications keep answering while the store is unreachable |
 | WOES_AUTH_USAGE_FLUSH | 5 | seconds between usage-metadata writes |
-| WOES_AUTH_SHUTDOWN_GRACE | 10 | seconds in-flight calls get to finish after SIGTERM |
+| WOES_AUTH_SHUTDOWN_DRAIN | 1 | seconds health answers NOT_SERVING after SIGTERM before new calls are refused |
+| WOES_AUTH_SHUTDOWN_GRACE | 10 | seconds in-flight calls get to finish after that |
 | WOES_AUTH_LOG_LEVEL | INFO | log level |
 """
 
@@ -57,7 +61,7 @@ class Settings:
     listen: str = "127.0.0.1:50051"
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str = ""
-    pepper: str = ""
+    pepper: str = field(default="", repr=False)
     pepper_file: str = ""
     production: bool = False
     workers: int = 0
@@ -67,9 +71,14 @@ class Settings:
     feed_interval: float = 0.25
     outage_window: float = 60.0
     usage_flush: float = 5.0
+    shutdown_drain: float = 1.0
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
     allow_remote_plaintext: bool = False
+    kek: str = field(default="", repr=False)
+    kek_file: str = ""
+    kek_passphrase: str = field(default="", repr=False)
+    failure_flush: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -81,6 +90,9 @@ class Settings:
         s.pepper = _env("PEPPER")
         s.pepper_file = _env("PEPPER_FILE")
         s.production = _env_bool("PRODUCTION")
+        s.kek = _env("KEK")
+        s.kek_file = _env("KEK_FILE")
+        s.kek_passphrase = _env("KEK_PASSPHRASE")
         s.allow_remote_plaintext = _env_bool("ALLOW_REMOTE_PLAINTEXT")
         s.log_level = _env("LOG_LEVEL", s.log_level)
         for name, attr, conv in (
@@ -91,7 +103,9 @@ class Settings:
             ("FEED_INTERVAL", "feed_interval", float),
             ("OUTAGE_WINDOW", "outage_window", float),
             ("USAGE_FLUSH", "usage_flush", float),
+            ("SHUTDOWN_DRAIN", "shutdown_drain", float),
             ("SHUTDOWN_GRACE", "shutdown_grace", float),
+            ("FAILURE_FLUSH", "failure_flush", float),
         ):
             raw = _env(name)
             if raw:
@@ -112,7 +126,7 @@ class Settings:
             raise ConfigError("workers must be 0 (one per core) or more")
         if self.cache_size < 1:
             raise ConfigError("cache size must be at least 1")
-        for name in ("feed_interval", "usage_flush", "cache_ttl", "negative_ttl", "outage_window"):
+        for name in ("feed_interval", "usage_flush", "cache_ttl", "negative_ttl", "outage_window", "failure_flush"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', ' ')} must be positive")
         host, _port = split_listen(self.listen)

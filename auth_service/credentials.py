@@ -352,11 +352,37 @@ class CredentialManager:
         self.cache.invalidate(stored.key_id)  # drop any negative entry for this key id
         return Issued(stored, secret)
 
-    def bootstrap_admin(self, display_name: str = "bootstrap admin", actor: str = "bootstrap-admin") -> Issued:
+    def bootstrap_admin(
+        self,
+        display_name: str = "bootstrap admin",
+        actor: str = "bootstrap-admin",
+        permissions: tuple[str, ...] = (),
+    ) -> Issued:
+        """A new admin key. ``permissions`` are internal permissions (see :mod:`auth_service.permissions`),
+        stored as the admin key's scopes; only this local command grants them."""
+        from . import permissions as permission_registry
+
+        unknown = permission_registry.unknown(permissions)
+        if unknown:
+            v = Violations()
+            v.add("permissions", "unknown internal permissions: " + ", ".join(repr(p[:64]) for p in unknown[:5]))
+            v.raise_if_any()
         now = utcnow()
-        spec = IssueSpec(workspace_id="", kind=KeyKind.ADMIN, display_name=display_name[:MAX_DISPLAY_NAME])
+        spec = IssueSpec(
+            workspace_id="",
+            kind=KeyKind.ADMIN,
+            display_name=display_name[:MAX_DISPLAY_NAME],
+            scopes=tuple(sorted(set(permissions))),
+        )
         record, secret = self._new_record(spec, now, actor)
-        audit = AuditEvent(action="admin.bootstrap", actor=actor, outcome="ok", key_id=record.key_id, time=now)
+        audit = AuditEvent(
+            action="admin.bootstrap",
+            actor=actor,
+            outcome="ok",
+            key_id=record.key_id,
+            detail=f"permissions={' '.join(spec.scopes)}" if spec.scopes else "",
+            time=now,
+        )
         return Issued(self.store.insert_key(record, audit), secret)
 
     def get_key(self, key_id: str) -> KeyRecord:
@@ -423,8 +449,7 @@ class CredentialManager:
             raise KeyNotFound(key_id) from None
         self.cache.invalidate(key_id)
         self.cache.invalidate(new_stored.key_id)
-        # The store returns the old key as the rotation left it: no second read that could fail
-        # after the commit and hide the new secret from the caller.
+        # The store returns the old key as committed; reading it again could fail and lose the new secret.
         return Issued(new_stored, secret), old_stored
 
     def revoke(self, actor: str, key_id: str, reason: str) -> KeyRecord:

@@ -14,18 +14,28 @@ import re
 import sys
 import time
 
-from .tokens import KEY_ID_LEN
+from .tokens import KEY_ID_LEN, is_key_id
 
-# Anything that starts like a woes credential, whatever follows (also truncated or mangled ones).
-_CREDENTIAL_RE = re.compile(r"woes_[a-z]{2}_[0-9A-Za-z]{1,%d}(?:_[0-9A-Za-z]*)?" % KEY_ID_LEN)
-_BEARER_RE = re.compile(r"(?i)(bearer\s+)[^\s'\",]+")
-_PEPPERISH_RE = re.compile(r"(?i)(pepper|kek|secret|password)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",]+")
+# Anything that starts like a woes credential, whatever follows (also truncated or mangled ones,
+# e.g. with the separator before the secret lost).
+_CREDENTIAL_RE = re.compile(r"woes_[a-z]{2}_[0-9A-Za-z_]+")
+# Redaction runs on JSON text, where a quote may be escaped (\"): the optional quote may carry a
+# backslash, and a value stops at a backslash, so the escaped closing quote stays intact.
+_QUOTE = r"(?:\\?['\"])?"
+_VALUE = r"[^\s'\"\\,]+"
+_BEARER_RE = re.compile(r"(?i)(bearer\s+" + _QUOTE + ")" + _VALUE)
+_PEPPERISH_RE = re.compile(r"(?i)(pepper|kek|secret|password)(" + _QUOTE + r"\s*[:=]\s*" + _QUOTE + ")" + _VALUE)
 
 
 def _hint(match: re.Match) -> str:
     text = match.group(0)
     head = text[: 8 + KEY_ID_LEN]
-    return f"{head}_...[redacted]" if len(text) > len(head) else f"{head}[redacted]"
+    if len(text) <= len(head):
+        return f"{head}[redacted]"
+    if text[len(head)] == "_" and is_key_id(head[8:]):
+        return f"{head}_...[redacted]"
+    # Mangled: what follows the prefix may be part of the secret, so keep the prefix only.
+    return f"{text[:8]}...[redacted]"
 
 
 def redact(text: str) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, timedelta
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, message_factory
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -22,6 +22,7 @@ from .cache import Principal
 from .credentials import CredentialManager, IssueSpec
 from .errors import AuthError, Category, FieldViolation, InternalError, InvalidArgument
 from .models import KeyRecord, utcnow
+from .rpc_model import ModelRpcMixin
 from .tokens import KeyKind
 
 log = logging.getLogger(__name__)
@@ -149,11 +150,13 @@ def _violation(field: str, description: str) -> FieldViolation:
 # -- the servicer ---------------------------------------------------------
 
 
-class AuthServicer(pb_grpc.AuthServiceServicer):
-    """Implements ``woes.auth.v1.AuthService`` over a :class:`CredentialManager`."""
+class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
+    """Implements ``woes.auth.v1.AuthService`` over a :class:`CredentialManager`
+    (and, for the RPCs of :class:`ModelRpcMixin`, the model services)."""
 
-    def __init__(self, manager: CredentialManager):
+    def __init__(self, manager: CredentialManager, model=None):
         self.manager = manager
+        self.model = model
         # Principals are immutable and shared by every call of a cached key:
         # build each response message once.
         self._responses: dict[Principal, pb.AuthenticateResponse] = {}
@@ -172,6 +175,7 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
             principal = self.manager.authenticate(request.credential, request.required_scopes, request.caller)
         except AuthError as error:
             log.debug("Authenticate refused: %s", error.reason, extra={"method": "Authenticate", "code": error.reason})
+            self.count_failure("Authenticate", error)
             return abort(context, error)
         return self._authenticate_response(principal)
 
@@ -179,6 +183,7 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
         try:
             principal = self.manager.verify_widget_key(request.public_key, request.origin)
         except AuthError as error:
+            error = self.on_widget_refusal(request.public_key, error)
             log.debug(
                 "VerifyWidgetKey refused: %s", error.reason, extra={"method": "VerifyWidgetKey", "code": error.reason}
             )
@@ -250,7 +255,7 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
             record = self.manager.get_key(request.key_id)
         except AuthError as error:
             return abort(context, error)
-        return pb.GetKeyResponse(key=key_to_pb(record))
+        return pb.GetKeyResponse(key=key_to_pb(record), **self.exposure_fields(record.key_id))
 
     def ListKeys(self, request: pb.ListKeysRequest, context):
         try:
@@ -313,7 +318,7 @@ def add_to_server(servicer: AuthServicer, server: grpc.Server) -> None:
     service = pb.DESCRIPTOR.services_by_name["AuthService"]
     handlers = {}
     for method in service.methods:
-        request_cls = getattr(pb, method.input_type.name)
+        request_cls = message_factory.GetMessageClass(method.input_type)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             _guarded(getattr(servicer, method.name), method.name),
             request_deserializer=_safe_deserializer(request_cls),

@@ -17,15 +17,17 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.engine import make_url
 from woes.auth.v1 import auth_service_pb2
 
-from . import rpc
+from . import envoy, rpc
 from .cache import VerifiedCache
 from .config import ConfigError, Settings, is_loopback, load_pepper, split_listen
 from .credentials import CredentialManager
 from .crypto import Pepper
 from .errors import StoreUnavailable
 from .feed import ChangeFeedFollower
+from .model import ModelServices, build_model, load_ring
 from .store import CredentialStore, SqlStore
 from .store.migrate import SchemaNotCurrent
+from .store.model_sql import ModelStore
 from .usage import UsageRecorder
 
 log = logging.getLogger("auth_service.server")
@@ -56,17 +58,24 @@ class Runtime:
     health: health.HealthServicer
     port: int
     stopped: threading.Event = field(default_factory=threading.Event)
+    model: ModelServices | None = None
 
     def stop(self, grace: float | None = None) -> None:
-        """Health NOT_SERVING, finish in-flight calls within ``grace``, flush usage, close."""
+        """Health NOT_SERVING, drain, finish in-flight calls within ``grace``, flush usage, close."""
         if self.stopped.is_set():
             return
         self.stopped.set()
         grace = self.settings.shutdown_grace if grace is None else grace
         self.health.enter_graceful_shutdown()
+        if self.settings.shutdown_drain > 0:
+            # Keep answering (health NOT_SERVING included) so load balancers that poll
+            # Health/Check see the drain and move traffic away before we refuse calls.
+            time.sleep(self.settings.shutdown_drain)
         self.server.stop(grace).wait()
         self.feed.stop()
         self.usage.stop()
+        if self.model is not None:
+            self.model.stop()
         self.store.close()
 
 
@@ -89,13 +98,16 @@ def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = No
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=1000,
     )
-    rpc.add_to_server(rpc.AuthServicer(manager), server)
+    model = build_model(settings, manager, store) if isinstance(store, SqlStore) else None
+    rpc.add_to_server(rpc.AuthServicer(manager, model), server)
+    envoy.add_to_server(envoy.AuthorizationServicer(manager), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
             auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            envoy.SERVICE_NAME,
             reflection.SERVICE_NAME,
         ),
         server,
@@ -103,12 +115,14 @@ def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = No
     port = server.add_insecure_port(settings.listen)
     if port == 0:
         raise ConfigError(f"cannot listen on {settings.listen}")
-    return Runtime(settings, store, manager, feed, usage, server, health_servicer, port)
+    return Runtime(settings, store, manager, feed, usage, server, health_servicer, port, model=model)
 
 
 def start(runtime: Runtime) -> Runtime:
     runtime.feed.start()
     runtime.usage.start()
+    if runtime.model is not None:
+        runtime.model.start()
     runtime.server.start()
     for name in ("", rpc.SERVICE_NAME):
         runtime.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -173,6 +187,12 @@ def serve(settings: Settings) -> int:
     log.info(note)
     # Check the schema once, before any worker exists (and before any gRPC object: fork safety).
     check_schema(settings.resolved_database_url())
+    schema_store = SqlStore(settings.resolved_database_url(), create_schema=False)
+    try:
+        _kek_ring, kek_note = load_ring(settings, ModelStore(schema_store), create=True)
+    finally:
+        schema_store.close()
+    log.info(kek_note)
     log.info("database %s", _safe_url(settings.resolved_database_url()))
     workers = settings.effective_workers()
     if workers == 1:

@@ -2,10 +2,11 @@
 
     woes_<kind>_<key id: 12 base62>_<secret: 43 base62><checksum: 6 base62>
 
-* ``<kind>`` is ``sk`` (server API credential), ``pk`` (widget public key) or
-  ``ak`` (admin credential).
+* ``<kind>`` is ``sk`` (server API credential), ``pk`` (widget public key),
+  ``ak`` (admin credential) or ``cs`` (conversation history secret).
 * The key id is public: it finds the stored record in one indexed lookup and
-  appears in display hints and logs.
+  appears in display hints and logs. For a conversation history secret it is
+  the id of the workspace's history signing key.
 * The secret is 43 characters drawn by :mod:`secrets` from 62 symbols:
   43 x log2(62) = 256.03 bits.
 * The checksum is CRC32 of everything before it, in base62, zero padded. It is
@@ -39,16 +40,18 @@ class KeyKind(Enum):
     SERVER = "server"
     WIDGET = "widget"
     ADMIN = "admin"
+    CONVERSATION = "conversation"
 
 
 PREFIXES: dict[KeyKind, str] = {
     KeyKind.SERVER: "woes_sk_",
     KeyKind.WIDGET: "woes_pk_",
     KeyKind.ADMIN: "woes_ak_",
+    KeyKind.CONVERSATION: "woes_cs_",
 }
 _KIND_BY_CODE = {prefix[5:7]: kind for kind, prefix in PREFIXES.items()}
 
-TOKEN_PATTERN = r"woes_(sk|pk|ak)_([0-9A-Za-z]{%d})_([0-9A-Za-z]{%d})([0-9A-Za-z]{%d})" % (
+TOKEN_PATTERN = r"woes_(sk|pk|ak|cs)_([0-9A-Za-z]{%d})_([0-9A-Za-z]{%d})([0-9A-Za-z]{%d})" % (
     KEY_ID_LEN,
     SECRET_LEN,
     CHECKSUM_LEN,
@@ -104,6 +107,21 @@ def mint(kind: KeyKind, key_id: str | None = None) -> Credential:
     key_id = key_id or new_key_id()
     body = f"{PREFIXES[kind]}{key_id}_{_random(SECRET_LEN)}"
     return Credential(kind, key_id, body + checksum(body))
+
+
+def assemble(kind: KeyKind, key_id: str, secret_part: str) -> Credential:
+    """A credential of ``kind`` whose secret part is given (a MAC, for conversation secrets)."""
+    if not is_key_id(key_id) or len(secret_part) != SECRET_LEN or any(ch not in ALPHABET for ch in secret_part):
+        raise ValueError("key id or secret part of the wrong shape")
+    body = f"{PREFIXES[kind]}{key_id}_{secret_part}"
+    return Credential(kind, key_id, body + checksum(body))
+
+
+def encode_secret(value: bytes) -> str:
+    """``SECRET_LEN`` base62 characters holding a 32-byte value (62**43 > 2**256)."""
+    if len(value) != 32:
+        raise ValueError("expected 32 bytes")
+    return _base62(int.from_bytes(value, "big"), SECRET_LEN)
 
 
 def parse(token: str) -> Credential:

@@ -35,7 +35,7 @@ class UsageRecorder:
                 self._tally[key_id] = [1, now, caller]
             else:
                 entry[0] += 1
-                entry[1] = now
+                entry[1] = max(entry[1], now)  # threads may record out of clock order
                 if caller:
                     entry[2] = caller
 

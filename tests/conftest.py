@@ -15,7 +15,7 @@ import secrets
 import shutil
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -49,6 +49,17 @@ def _recording_mint(kind, key_id=None):
 
 tokens.mint = _recording_mint
 
+_original_assemble = tokens.assemble
+
+
+def _recording_assemble(kind, key_id, secret_part):
+    cred = _original_assemble(kind, key_id, secret_part)
+    MINTED.add(cred.token)
+    return cred
+
+
+tokens.assemble = _recording_assemble  # conversation history secrets are MACs, not minted
+
 
 def pytest_configure(config):
     global LOG_DIR
@@ -74,6 +85,13 @@ def server_log_path(name: str) -> Path:
 
 
 def new_pepper_text(key_id: str = "t1") -> str:
+    text = f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+    OTHER_SECRETS.add(text.split(":", 1)[1])
+    return text
+
+
+def new_kek_text(key_id: str = "kek1") -> str:
+    """A key-encryption key entry (``id:base64``), recorded for the secret scans."""
     text = f"{key_id}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
     OTHER_SECRETS.add(text.split(":", 1)[1])
     return text
@@ -193,7 +211,7 @@ class LiveServer:
     runtime: server_mod.Runtime
     channel: grpc.Channel
     stub: auth_service_pb2_grpc.AuthServiceStub
-    admin_secret: str
+    admin_secret: str = field(repr=False)
 
     @property
     def target(self) -> str:
@@ -209,7 +227,9 @@ class LiveServer:
 
 
 def start_live_server(database_url: str, pepper: Pepper, **overrides) -> LiveServer:
-    settings = Settings(listen="127.0.0.1:0", database_url=database_url, shutdown_grace=1.0)
+    settings = Settings(
+        listen="127.0.0.1:0", database_url=database_url, shutdown_grace=1.0, shutdown_drain=0.0, kek=new_kek_text()
+    )
     for name, value in overrides.items():
         setattr(settings, name, value)
     runtime = server_mod.start(server_mod.build(settings, pepper))

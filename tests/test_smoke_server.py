@@ -17,6 +17,8 @@ def test_issue_then_authenticate(live_server):
     )
     assert got.principal.key_id == issued.key.key_id
     assert got.principal.workspace_id == "ws-1"
-    err = call_error(live_server.stub.Authenticate, pb.AuthenticateRequest(credential=issued.secret[:-1] + "x"))
+    last = issued.secret[-1]
+    broken = issued.secret[:-1] + ("y" if last == "x" else "x")
+    err = call_error(live_server.stub.Authenticate, pb.AuthenticateRequest(credential=broken))
     assert err.code is grpc.StatusCode.UNAUTHENTICATED
     assert err.reason == "CREDENTIAL_MALFORMED"

@@ -456,7 +456,9 @@ class SqlStore(CredentialStore):
             if changed:
                 conn.execute(insert(changes).values(**_change_row(key_id, "revoked", now)))
                 self._notify(conn)
-            conn.execute(insert(audit_events).values(**_audit_row(audit)))
+            # The caller knows only the key id: the audit row names the key's workspace too.
+            row_audit = {**_audit_row(audit), "workspace_id": audit.workspace_id or row.workspace_id}
+            conn.execute(insert(audit_events).values(**row_audit))
             return _row_to_record(row), changed
 
         return self._writing(run)

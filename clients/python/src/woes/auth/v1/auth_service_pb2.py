@@ -24,10 +24,13 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from woes.auth.v1 import audit_pb2 as woes_dot_auth_dot_v1_dot_audit__pb2
+from woes.auth.v1 import conversations_pb2 as woes_dot_auth_dot_v1_dot_conversations__pb2
 from woes.auth.v1 import resources_pb2 as woes_dot_auth_dot_v1_dot_resources__pb2
+from woes.auth.v1 import test_credentials_pb2 as woes_dot_auth_dot_v1_dot_test__credentials__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fwoes/auth/v1/auth_service.proto\x12\x0cwoes.auth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cwoes/auth/v1/resources.proto\"R\n\x13\x41uthenticateRequest\x12\x12\n\ncredential\x18\x01 \x01(\t\x12\x17\n\x0frequired_scopes\x18\x02 \x03(\t\x12\x0e\n\x06\x63\x61ller\x18\x03 \x01(\t\"B\n\x14\x41uthenticateResponse\x12*\n\tprincipal\x18\x01 \x01(\x0b\x32\x17.woes.auth.v1.Principal\"<\n\x16VerifyWidgetKeyRequest\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\"?\n\x17VerifyWidgetKeyResponse\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"\xd0\x01\n\x0fIssueKeyRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.woes.auth.v1.KeyKind\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61llowed_origins\x18\x06 \x03(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"T\n\x10IssueKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.woes.auth.v1.Key\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"P\n\rRotateRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"i\n\x0eRotateResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.woes.auth.v1.Key\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\'\n\x0cprevious_key\x18\x03 \x01(\x0b\x32\x11.woes.auth.v1.Key\"/\n\rRevokeRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"0\n\x0eRevokeResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.woes.auth.v1.Key\"\x1f\n\rGetKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"0\n\x0eGetKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.woes.auth.v1.Key\"N\n\x0fListKeysRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x10ListKeysResponse\x12\x1f\n\x04keys\x18\x01 \x03(\x0b\x32\x11.woes.auth.v1.Key\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa9\x04\n\x0b\x41uthService\x12U\n\x0c\x41uthenticate\x12!.woes.auth.v1.AuthenticateRequest\x1a\".woes.auth.v1.AuthenticateResponse\x12^\n\x0fVerifyWidgetKey\x12$.woes.auth.v1.VerifyWidgetKeyRequest\x1a%.woes.auth.v1.VerifyWidgetKeyResponse\x12I\n\x08IssueKey\x12\x1d.woes.auth.v1.IssueKeyRequest\x1a\x1e.woes.auth.v1.IssueKeyResponse\x12\x43\n\x06Rotate\x12\x1b.woes.auth.v1.RotateRequest\x1a\x1c.woes.auth.v1.RotateResponse\x12\x43\n\x06Revoke\x12\x1b.woes.auth.v1.RevokeRequest\x1a\x1c.woes.auth.v1.RevokeResponse\x12\x43\n\x06GetKey\x12\x1b.woes.auth.v1.GetKeyRequest\x1a\x1c.woes.auth.v1.GetKeyResponse\x12I\n\x08ListKeys\x12\x1d.woes.auth.v1.ListKeysRequest\x1a\x1e.woes.auth.v1.ListKeysResponseBE\n\x10\x63om.woes.auth.v1P\x01Z/github.com/woes/auth/gen/go/woes/auth/v1;authv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fwoes/auth/v1/auth_service.proto\x12\x0cwoes.auth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18woes/auth/v1/audit.proto\x1a woes/auth/v1/conversations.proto\x1a\x1cwoes/auth/v1/resources.proto\x1a#woes/auth/v1/test_credentials.proto\"R\n\x13\x41uthenticateRequest\x12\x12\n\ncredential\x18\x01 \x01(\t\x12\x17\n\x0frequired_scopes\x18\x02 \x03(\t\x12\x0e\n\x06\x63\x61ller\x18\x03 \x01(\t\"B\n\x14\x41uthenticateResponse\x12*\n\tprincipal\x18\x01 \x01(\x0b\x32\x17.woes.auth.v1.Principal\"<\n\x16VerifyWidgetKeyRequest\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\"?\n\x17VerifyWidgetKeyResponse\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"\xd0\x01\n\x0fIssueKeyRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.woes.auth.v1.KeyKind\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61llowed_origins\x18\x06 \x03(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"T\n\x10IssueKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.woes.auth.v1.Key\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"P\n\rRotateRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"i\n\x0eRotateResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.woes.auth.v1.Key\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\'\n\x0cprevious_key\x18\x03 \x01(\x0b\x32\x11.woes.auth.v1.Key\"/\n\rRevokeRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"0\n\x0eRevokeResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.woes.auth.v1.Key\"\x1f\n\rGetKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"]\n\x0eGetKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.woes.auth.v1.Key\x12+\n\x08\x65xposure\x18\x02 \x01(\x0b\x32\x19.woes.auth.v1.KeyExposure\"N\n\x0fListKeysRequest\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x10ListKeysResponse\x12\x1f\n\x04keys\x18\x01 \x03(\x0b\x32\x11.woes.auth.v1.Key\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xfc\x0e\n\x0b\x41uthService\x12U\n\x0c\x41uthenticate\x12!.woes.auth.v1.AuthenticateRequest\x1a\".woes.auth.v1.AuthenticateResponse\x12^\n\x0fVerifyWidgetKey\x12$.woes.auth.v1.VerifyWidgetKeyRequest\x1a%.woes.auth.v1.VerifyWidgetKeyResponse\x12I\n\x08IssueKey\x12\x1d.woes.auth.v1.IssueKeyRequest\x1a\x1e.woes.auth.v1.IssueKeyResponse\x12\x43\n\x06Rotate\x12\x1b.woes.auth.v1.RotateRequest\x1a\x1c.woes.auth.v1.RotateResponse\x12\x43\n\x06Revoke\x12\x1b.woes.auth.v1.RevokeRequest\x1a\x1c.woes.auth.v1.RevokeResponse\x12\x43\n\x06GetKey\x12\x1b.woes.auth.v1.GetKeyRequest\x1a\x1c.woes.auth.v1.GetKeyResponse\x12I\n\x08ListKeys\x12\x1d.woes.auth.v1.ListKeysRequest\x1a\x1e.woes.auth.v1.ListKeysResponse\x12v\n\x17IssueConversationSecret\x12,.woes.auth.v1.IssueConversationSecretRequest\x1a-.woes.auth.v1.IssueConversationSecretResponse\x12y\n\x18VerifyConversationSecret\x12-.woes.auth.v1.VerifyConversationSecretRequest\x1a..woes.auth.v1.VerifyConversationSecretResponse\x12y\n\x18RevokeConversationSecret\x12-.woes.auth.v1.RevokeConversationSecretRequest\x1a..woes.auth.v1.RevokeConversationSecretResponse\x12\x85\x01\n\x1cRotateConversationSigningKey\x12\x31.woes.auth.v1.RotateConversationSigningKeyRequest\x1a\x32.woes.auth.v1.RotateConversationSigningKeyResponse\x12\x64\n\x11PutTestCredential\x12&.woes.auth.v1.PutTestCredentialRequest\x1a\'.woes.auth.v1.PutTestCredentialResponse\x12\x64\n\x11GetTestCredential\x12&.woes.auth.v1.GetTestCredentialRequest\x1a\'.woes.auth.v1.GetTestCredentialResponse\x12j\n\x13ListTestCredentials\x12(.woes.auth.v1.ListTestCredentialsRequest\x1a).woes.auth.v1.ListTestCredentialsResponse\x12m\n\x14\x44\x65leteTestCredential\x12).woes.auth.v1.DeleteTestCredentialRequest\x1a*.woes.auth.v1.DeleteTestCredentialResponse\x12m\n\x14RevealTestCredential\x12).woes.auth.v1.RevealTestCredentialRequest\x1a*.woes.auth.v1.RevealTestCredentialResponse\x12^\n\x0fListAuditEvents\x12$.woes.auth.v1.ListAuditEventsRequest\x1a%.woes.auth.v1.ListAuditEventsResponse\x12m\n\x14GetWorkspaceSettings\x12).woes.auth.v1.GetWorkspaceSettingsRequest\x1a*.woes.auth.v1.GetWorkspaceSettingsResponse\x12v\n\x17UpdateWorkspaceSettings\x12,.woes.auth.v1.UpdateWorkspaceSettingsRequest\x1a-.woes.auth.v1.UpdateWorkspaceSettingsResponseBE\n\x10\x63om.woes.auth.v1P\x01Z/github.com/woes/auth/gen/go/woes/auth/v1;authv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,34 +38,34 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'woes.auth.v1.auth_service_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020com.woes.auth.v1P\001Z/github.com/woes/auth/gen/go/woes/auth/v1;authv1'
-  _globals['_AUTHENTICATEREQUEST']._serialized_start=144
-  _globals['_AUTHENTICATEREQUEST']._serialized_end=226
-  _globals['_AUTHENTICATERESPONSE']._serialized_start=228
-  _globals['_AUTHENTICATERESPONSE']._serialized_end=294
-  _globals['_VERIFYWIDGETKEYREQUEST']._serialized_start=296
-  _globals['_VERIFYWIDGETKEYREQUEST']._serialized_end=356
-  _globals['_VERIFYWIDGETKEYRESPONSE']._serialized_start=358
-  _globals['_VERIFYWIDGETKEYRESPONSE']._serialized_end=421
-  _globals['_ISSUEKEYREQUEST']._serialized_start=424
-  _globals['_ISSUEKEYREQUEST']._serialized_end=632
-  _globals['_ISSUEKEYRESPONSE']._serialized_start=634
-  _globals['_ISSUEKEYRESPONSE']._serialized_end=718
-  _globals['_ROTATEREQUEST']._serialized_start=720
-  _globals['_ROTATEREQUEST']._serialized_end=800
-  _globals['_ROTATERESPONSE']._serialized_start=802
-  _globals['_ROTATERESPONSE']._serialized_end=907
-  _globals['_REVOKEREQUEST']._serialized_start=909
-  _globals['_REVOKEREQUEST']._serialized_end=956
-  _globals['_REVOKERESPONSE']._serialized_start=958
-  _globals['_REVOKERESPONSE']._serialized_end=1006
-  _globals['_GETKEYREQUEST']._serialized_start=1008
-  _globals['_GETKEYREQUEST']._serialized_end=1039
-  _globals['_GETKEYRESPONSE']._serialized_start=1041
-  _globals['_GETKEYRESPONSE']._serialized_end=1089
-  _globals['_LISTKEYSREQUEST']._serialized_start=1091
-  _globals['_LISTKEYSREQUEST']._serialized_end=1169
-  _globals['_LISTKEYSRESPONSE']._serialized_start=1171
-  _globals['_LISTKEYSRESPONSE']._serialized_end=1247
-  _globals['_AUTHSERVICE']._serialized_start=1250
-  _globals['_AUTHSERVICE']._serialized_end=1803
+  _globals['_AUTHENTICATEREQUEST']._serialized_start=241
+  _globals['_AUTHENTICATEREQUEST']._serialized_end=323
+  _globals['_AUTHENTICATERESPONSE']._serialized_start=325
+  _globals['_AUTHENTICATERESPONSE']._serialized_end=391
+  _globals['_VERIFYWIDGETKEYREQUEST']._serialized_start=393
+  _globals['_VERIFYWIDGETKEYREQUEST']._serialized_end=453
+  _globals['_VERIFYWIDGETKEYRESPONSE']._serialized_start=455
+  _globals['_VERIFYWIDGETKEYRESPONSE']._serialized_end=518
+  _globals['_ISSUEKEYREQUEST']._serialized_start=521
+  _globals['_ISSUEKEYREQUEST']._serialized_end=729
+  _globals['_ISSUEKEYRESPONSE']._serialized_start=731
+  _globals['_ISSUEKEYRESPONSE']._serialized_end=815
+  _globals['_ROTATEREQUEST']._serialized_start=817
+  _globals['_ROTATEREQUEST']._serialized_end=897
+  _globals['_ROTATERESPONSE']._serialized_start=899
+  _globals['_ROTATERESPONSE']._serialized_end=1004
+  _globals['_REVOKEREQUEST']._serialized_start=1006
+  _globals['_REVOKEREQUEST']._serialized_end=1053
+  _globals['_REVOKERESPONSE']._serialized_start=1055
+  _globals['_REVOKERESPONSE']._serialized_end=1103
+  _globals['_GETKEYREQUEST']._serialized_start=1105
+  _globals['_GETKEYREQUEST']._serialized_end=1136
+  _globals['_GETKEYRESPONSE']._serialized_start=1138
+  _globals['_GETKEYRESPONSE']._serialized_end=1231
+  _globals['_LISTKEYSREQUEST']._serialized_start=1233
+  _globals['_LISTKEYSREQUEST']._serialized_end=1311
+  _globals['_LISTKEYSRESPONSE']._serialized_start=1313
+  _globals['_LISTKEYSRESPONSE']._serialized_end=1389
+  _globals['_AUTHSERVICE']._serialized_start=1392
+  _globals['_AUTHSERVICE']._serialized_end=3308
 # @@protoc_insertion_point(module_scope)

@@ -2,7 +2,10 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from woes.auth.v1 import audit_pb2 as _audit_pb2
+from woes.auth.v1 import conversations_pb2 as _conversations_pb2
 from woes.auth.v1 import resources_pb2 as _resources_pb2
+from woes.auth.v1 import test_credentials_pb2 as _test_credentials_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -110,10 +113,12 @@ class GetKeyRequest(_message.Message):
     def __init__(self, key_id: _Optional[str] = ...) -> None: ...
 
 class GetKeyResponse(_message.Message):
-    __slots__ = ("key",)
+    __slots__ = ("key", "exposure")
     KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPOSURE_FIELD_NUMBER: _ClassVar[int]
     key: _resources_pb2.Key
-    def __init__(self, key: _Optional[_Union[_resources_pb2.Key, _Mapping]] = ...) -> None: ...
+    exposure: _audit_pb2.KeyExposure
+    def __init__(self, key: _Optional[_Union[_resources_pb2.Key, _Mapping]] = ..., exposure: _Optional[_Union[_audit_pb2.KeyExposure, _Mapping]] = ...) -> None: ...
 
 class ListKeysRequest(_message.Message):
     __slots__ = ("workspace_id", "page_size", "page_token")

@@ -3,7 +3,10 @@
 import grpc
 import warnings
 
+from woes.auth.v1 import audit_pb2 as woes_dot_auth_dot_v1_dot_audit__pb2
 from woes.auth.v1 import auth_service_pb2 as woes_dot_auth_dot_v1_dot_auth__service__pb2
+from woes.auth.v1 import conversations_pb2 as woes_dot_auth_dot_v1_dot_conversations__pb2
+from woes.auth.v1 import test_credentials_pb2 as woes_dot_auth_dot_v1_dot_test__credentials__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -30,10 +33,15 @@ class AuthServiceStub:
     every request of every other Woes service, and issues, rotates and revokes
     them for admin tooling.
 
-    Verify RPCs (`Authenticate`, `VerifyWidgetKey`) are open to any caller that
-    passes the transport policy. Admin RPCs (`IssueKey`, `Rotate`, `Revoke`,
-    `GetKey`, `ListKeys`) need an `authorization: Bearer <admin credential>`
-    metadata entry.
+    Verify RPCs (`Authenticate`, `VerifyWidgetKey`, `VerifyConversationSecret`)
+    and `IssueConversationSecret` (called by the widget backend) are open to any
+    caller that passes the transport policy. Admin RPCs (`IssueKey`, `Rotate`,
+    `Revoke`, `GetKey`, `ListKeys`, and the conversation, test credential,
+    audit and workspace settings RPCs) need an
+    `authorization: Bearer <admin credential>` metadata entry;
+    `RevealTestCredential` also needs the internal permission
+    `lab:test_credentials:reveal` on that credential. Admin RPCs that change
+    state take an optional `x-request-id` metadata entry into the audit trail.
 
     Every error carries a `google.rpc.ErrorInfo` detail with domain `auth.woes`
     and a reason from `ErrorReason`; bad fields add a `google.rpc.BadRequest`.
@@ -80,6 +88,66 @@ class AuthServiceStub:
                 request_serializer=woes_dot_auth_dot_v1_dot_auth__service__pb2.ListKeysRequest.SerializeToString,
                 response_deserializer=woes_dot_auth_dot_v1_dot_auth__service__pb2.ListKeysResponse.FromString,
                 _registered_method=True)
+        self.IssueConversationSecret = channel.unary_unary(
+                '/woes.auth.v1.AuthService/IssueConversationSecret',
+                request_serializer=woes_dot_auth_dot_v1_dot_conversations__pb2.IssueConversationSecretRequest.SerializeToString,
+                response_deserializer=woes_dot_auth_dot_v1_dot_conversations__pb2.IssueConversationSecretResponse.FromString,
+                _registered_method=True)
+        self.VerifyConversationSecret = channel.unary_unary(
+                '/woes.auth.v1.AuthService/VerifyConversationSecret',
+                request_serializer=woes_dot_auth_dot_v1_dot_conversations__pb2.VerifyConversationSecretRequest.SerializeToString,
+                response_deserializer=woes_dot_auth_dot_v1_dot_conversations__pb2.VerifyConversationSecretResponse.FromString,
+                _registered_method=True)
+        self.RevokeConversationSecret = channel.unary_unary(
+                '/woes.auth.v1.AuthService/RevokeConversationSecret',
+                request_serializer=woes_dot_auth_dot_v1_dot_conversations__pb2.RevokeConversationSecretRequest.SerializeToString,
+                response_deserializer=woes_dot_auth_dot_v1_dot_conversations__pb2.RevokeConversationSecretResponse.FromString,
+                _registered_method=True)
+        self.RotateConversationSigningKey = channel.unary_unary(
+                '/woes.auth.v1.AuthService/RotateConversationSigningKey',
+                request_serializer=woes_dot_auth_dot_v1_dot_conversations__pb2.RotateConversationSigningKeyRequest.SerializeToString,
+                response_deserializer=woes_dot_auth_dot_v1_dot_conversations__pb2.RotateConversationSigningKeyResponse.FromString,
+                _registered_method=True)
+        self.PutTestCredential = channel.unary_unary(
+                '/woes.auth.v1.AuthService/PutTestCredential',
+                request_serializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.PutTestCredentialRequest.SerializeToString,
+                response_deserializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.PutTestCredentialResponse.FromString,
+                _registered_method=True)
+        self.GetTestCredential = channel.unary_unary(
+                '/woes.auth.v1.AuthService/GetTestCredential',
+                request_serializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.GetTestCredentialRequest.SerializeToString,
+                response_deserializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.GetTestCredentialResponse.FromString,
+                _registered_method=True)
+        self.ListTestCredentials = channel.unary_unary(
+                '/woes.auth.v1.AuthService/ListTestCredentials',
+                request_serializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.ListTestCredentialsRequest.SerializeToString,
+                response_deserializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.ListTestCredentialsResponse.FromString,
+                _registered_method=True)
+        self.DeleteTestCredential = channel.unary_unary(
+                '/woes.auth.v1.AuthService/DeleteTestCredential',
+                request_serializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.DeleteTestCredentialRequest.SerializeToString,
+                response_deserializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.DeleteTestCredentialResponse.FromString,
+                _registered_method=True)
+        self.RevealTestCredential = channel.unary_unary(
+                '/woes.auth.v1.AuthService/RevealTestCredential',
+                request_serializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.RevealTestCredentialRequest.SerializeToString,
+                response_deserializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.RevealTestCredentialResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/woes.auth.v1.AuthService/ListAuditEvents',
+                request_serializer=woes_dot_auth_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=woes_dot_auth_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.GetWorkspaceSettings = channel.unary_unary(
+                '/woes.auth.v1.AuthService/GetWorkspaceSettings',
+                request_serializer=woes_dot_auth_dot_v1_dot_audit__pb2.GetWorkspaceSettingsRequest.SerializeToString,
+                response_deserializer=woes_dot_auth_dot_v1_dot_audit__pb2.GetWorkspaceSettingsResponse.FromString,
+                _registered_method=True)
+        self.UpdateWorkspaceSettings = channel.unary_unary(
+                '/woes.auth.v1.AuthService/UpdateWorkspaceSettings',
+                request_serializer=woes_dot_auth_dot_v1_dot_audit__pb2.UpdateWorkspaceSettingsRequest.SerializeToString,
+                response_deserializer=woes_dot_auth_dot_v1_dot_audit__pb2.UpdateWorkspaceSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -87,10 +155,15 @@ class AuthServiceServicer:
     every request of every other Woes service, and issues, rotates and revokes
     them for admin tooling.
 
-    Verify RPCs (`Authenticate`, `VerifyWidgetKey`) are open to any caller that
-    passes the transport policy. Admin RPCs (`IssueKey`, `Rotate`, `Revoke`,
-    `GetKey`, `ListKeys`) need an `authorization: Bearer <admin credential>`
-    metadata entry.
+    Verify RPCs (`Authenticate`, `VerifyWidgetKey`, `VerifyConversationSecret`)
+    and `IssueConversationSecret` (called by the widget backend) are open to any
+    caller that passes the transport policy. Admin RPCs (`IssueKey`, `Rotate`,
+    `Revoke`, `GetKey`, `ListKeys`, and the conversation, test credential,
+    audit and workspace settings RPCs) need an
+    `authorization: Bearer <admin credential>` metadata entry;
+    `RevealTestCredential` also needs the internal permission
+    `lab:test_credentials:reveal` on that credential. Admin RPCs that change
+    state take an optional `x-request-id` metadata entry into the audit trail.
 
     Every error carries a `google.rpc.ErrorInfo` detail with domain `auth.woes`
     and a reason from `ErrorReason`; bad fields add a `google.rpc.BadRequest`.
@@ -152,6 +225,104 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueConversationSecret(self, request, context):
+        """Issues the conversation history secret (`woes_cs_...`) that lets one end
+        customer's browser load the widget history of exactly one conversation
+        of the widget key's workspace. Called by the widget backend when a
+        conversation starts. Writes nothing per conversation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyConversationSecret(self, request, context):
+        """Verifies a conversation history secret presented by a browser together
+        with its widget key and origin. Succeeds only for the conversation and
+        workspace the secret was issued for, with a live widget key of that
+        workspace from an allowed origin. A server key presented here is refused
+        and marked exposed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeConversationSecret(self, request, context):
+        """Revokes every history secret issued so far for one conversation. Admin
+        only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateConversationSigningKey(self, request, context):
+        """Replaces the workspace's history signing key: secrets signed by older
+        keys stop working after the grace period (0 = at once). Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutTestCredential(self, request, context):
+        """Stores (or, for an existing name, replaces) an API test credential,
+        encrypted. Returns metadata only. Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTestCredential(self, request, context):
+        """Returns a test credential's metadata, never its material. Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTestCredentials(self, request, context):
+        """Lists a workspace's test credentials' metadata, never their material.
+        Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTestCredential(self, request, context):
+        """Erases a test credential, material included. Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevealTestCredential(self, request, context):
+        """Returns a test credential's plaintext material to the internal test
+        runner. Needs an admin credential holding the internal permission
+        `lab:test_credentials:reveal`; every call, refused or not, is audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Lists audit events, newest first, filtered by workspace, key, action and
+        time. Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkspaceSettings(self, request, context):
+        """Returns a workspace's credential policies. Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateWorkspaceSettings(self, request, context):
+        """Changes a workspace's credential policies (audited). Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +361,66 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     request_deserializer=woes_dot_auth_dot_v1_dot_auth__service__pb2.ListKeysRequest.FromString,
                     response_serializer=woes_dot_auth_dot_v1_dot_auth__service__pb2.ListKeysResponse.SerializeToString,
             ),
+            'IssueConversationSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueConversationSecret,
+                    request_deserializer=woes_dot_auth_dot_v1_dot_conversations__pb2.IssueConversationSecretRequest.FromString,
+                    response_serializer=woes_dot_auth_dot_v1_dot_conversations__pb2.IssueConversationSecretResponse.SerializeToString,
+            ),
+            'VerifyConversationSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyConversationSecret,
+                    request_deserializer=woes_dot_auth_dot_v1_dot_conversations__pb2.VerifyConversationSecretRequest.FromString,
+                    response_serializer=woes_dot_auth_dot_v1_dot_conversations__pb2.VerifyConversationSecretResponse.SerializeToString,
+            ),
+            'RevokeConversationSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeConversationSecret,
+                    request_deserializer=woes_dot_auth_dot_v1_dot_conversations__pb2.RevokeConversationSecretRequest.FromString,
+                    response_serializer=woes_dot_auth_dot_v1_dot_conversations__pb2.RevokeConversationSecretResponse.SerializeToString,
+            ),
+            'RotateConversationSigningKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateConversationSigningKey,
+                    request_deserializer=woes_dot_auth_dot_v1_dot_conversations__pb2.RotateConversationSigningKeyRequest.FromString,
+                    response_serializer=woes_dot_auth_dot_v1_dot_conversations__pb2.RotateConversationSigningKeyResponse.SerializeToString,
+            ),
+            'PutTestCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutTestCredential,
+                    request_deserializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.PutTestCredentialRequest.FromString,
+                    response_serializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.PutTestCredentialResponse.SerializeToString,
+            ),
+            'GetTestCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTestCredential,
+                    request_deserializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.GetTestCredentialRequest.FromString,
+                    response_serializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.GetTestCredentialResponse.SerializeToString,
+            ),
+            'ListTestCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTestCredentials,
+                    request_deserializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.ListTestCredentialsRequest.FromString,
+                    response_serializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.ListTestCredentialsResponse.SerializeToString,
+            ),
+            'DeleteTestCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTestCredential,
+                    request_deserializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.DeleteTestCredentialRequest.FromString,
+                    response_serializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.DeleteTestCredentialResponse.SerializeToString,
+            ),
+            'RevealTestCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevealTestCredential,
+                    request_deserializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.RevealTestCredentialRequest.FromString,
+                    response_serializer=woes_dot_auth_dot_v1_dot_test__credentials__pb2.RevealTestCredentialResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=woes_dot_auth_dot_v1_dot_audit__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=woes_dot_auth_dot_v1_dot_audit__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'GetWorkspaceSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkspaceSettings,
+                    request_deserializer=woes_dot_auth_dot_v1_dot_audit__pb2.GetWorkspaceSettingsRequest.FromString,
+                    response_serializer=woes_dot_auth_dot_v1_dot_audit__pb2.GetWorkspaceSettingsResponse.SerializeToString,
+            ),
+            'UpdateWorkspaceSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWorkspaceSettings,
+                    request_deserializer=woes_dot_auth_dot_v1_dot_audit__pb2.UpdateWorkspaceSettingsRequest.FromString,
+                    response_serializer=woes_dot_auth_dot_v1_dot_audit__pb2.UpdateWorkspaceSettingsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'woes.auth.v1.AuthService', rpc_method_handlers)
@@ -203,10 +434,15 @@ class AuthService:
     every request of every other Woes service, and issues, rotates and revokes
     them for admin tooling.
 
-    Verify RPCs (`Authenticate`, `VerifyWidgetKey`) are open to any caller that
-    passes the transport policy. Admin RPCs (`IssueKey`, `Rotate`, `Revoke`,
-    `GetKey`, `ListKeys`) need an `authorization: Bearer <admin credential>`
-    metadata entry.
+    Verify RPCs (`Authenticate`, `VerifyWidgetKey`, `VerifyConversationSecret`)
+    and `IssueConversationSecret` (called by the widget backend) are open to any
+    caller that passes the transport policy. Admin RPCs (`IssueKey`, `Rotate`,
+    `Revoke`, `GetKey`, `ListKeys`, and the conversation, test credential,
+    audit and workspace settings RPCs) need an
+    `authorization: Bearer <admin credential>` metadata entry;
+    `RevealTestCredential` also needs the internal permission
+    `lab:test_credentials:reveal` on that credential. Admin RPCs that change
+    state take an optional `x-request-id` metadata entry into the audit trail.
 
     Every error carries a `google.rpc.ErrorInfo` detail with domain `auth.woes`
     and a reason from `ErrorReason`; bad fields add a `google.rpc.BadRequest`.
@@ -391,6 +627,330 @@ class AuthService:
             '/woes.auth.v1.AuthService/ListKeys',
             woes_dot_auth_dot_v1_dot_auth__service__pb2.ListKeysRequest.SerializeToString,
             woes_dot_auth_dot_v1_dot_auth__service__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueConversationSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/woes.auth.v1.AuthService/IssueConversationSecret',
+            woes_dot_auth_dot_v1_dot_conversations__pb2.IssueConversationSecretRequest.SerializeToString,
+            woes_dot_auth_dot_v1_dot_conversations__pb2.IssueConversationSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyConversationSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/woes.auth.v1.AuthService/VerifyConversationSecret',
+            woes_dot_auth_dot_v1_dot_conversations__pb2.VerifyConversationSecretRequest.SerializeToString,
+            woes_dot_auth_dot_v1_dot_conversations__pb2.VerifyConversationSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeConversationSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/woes.auth.v1.AuthService/RevokeConversationSecret',
+            woes_dot_auth_dot_v1_dot_conversations__pb2.RevokeConversationSecretRequest.SerializeToString,
+            woes_dot_auth_dot_v1_dot_conversations__pb2.RevokeConversationSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateConversationSigningKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/woes.auth.v1.AuthService/RotateConversationSigningKey',
+            woes_dot_auth_dot_v1_dot_conversations__pb2.RotateConversationSigningKeyRequest.SerializeToString,
+            woes_dot_auth_dot_v1_dot_conversations__pb2.RotateConversationSigningKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutTestCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/woes.auth.v1.AuthService/PutTestCredential',
+            woes_dot_auth_dot_v1_dot_test__credentials__pb2.PutTestCredentialRequest.SerializeToString,
+            woes_dot_auth_dot_v1_dot_test__credentials__pb2.PutTestCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTestCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/woes.auth.v1.AuthService/GetTestCredential',
+            woes_dot_auth_dot_v1_dot_test__credentials__pb2.GetTestCredentialRequest.SerializeToString,
+            woes_dot_auth_dot_v1_dot_test__credentials__pb2.GetTestCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTestCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/woes.auth.v1.AuthService/ListTestCredentials',
+            woes_dot_auth_dot_v1_dot_test__credentials__pb2.ListTestCredentialsRequest.SerializeToString,
+            woes_dot_auth_dot_v1_dot_test__credentials__pb2.ListTestCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTestCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/woes.auth.v1.AuthService/DeleteTestCredential',
+            woes_dot_auth_dot_v1_dot_test__credentials__pb2.DeleteTestCredentialRequest.SerializeToString,
+            woes_dot_auth_dot_v1_dot_test__credentials__pb2.DeleteTestCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevealTestCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/woes.auth.v1.AuthService/RevealTestCredential',
+            woes_dot_auth_dot_v1_dot_test__credentials__pb2.RevealTestCredentialRequest.SerializeToString,
+            woes_dot_auth_dot_v1_dot_test__credentials__pb2.RevealTestCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/woes.auth.v1.AuthService/ListAuditEvents',
+            woes_dot_auth_dot_v1_dot_audit__pb2.ListAuditEventsRequest.SerializeToString,
+            woes_dot_auth_dot_v1_dot_audit__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkspaceSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/woes.auth.v1.AuthService/GetWorkspaceSettings',
+            woes_dot_auth_dot_v1_dot_audit__pb2.GetWorkspaceSettingsRequest.SerializeToString,
+            woes_dot_auth_dot_v1_dot_audit__pb2.GetWorkspaceSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateWorkspaceSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/woes.auth.v1.AuthService/UpdateWorkspaceSettings',
+            woes_dot_auth_dot_v1_dot_audit__pb2.UpdateWorkspaceSettingsRequest.SerializeToString,
+            woes_dot_auth_dot_v1_dot_audit__pb2.UpdateWorkspaceSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

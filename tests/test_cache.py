@@ -1,0 +1,308 @@
+"""The verified-credential cache: LRU bound, TTL, negative caches, invalidation and its generation guard."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from auth_service import cache as cache_mod
+from auth_service import tokens
+from auth_service.cache import CachedKey, VerifiedCache
+from auth_service.models import KeyRecord, StoredState
+from auth_service.tokens import KeyKind
+
+
+class FakeClock:
+    """Stands in for the ``time`` module inside auth_service.cache."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(cache_mod, "time", fake)
+    return fake
+
+
+def record(key_id: str | None = None, **kw) -> KeyRecord:
+    fields = dict(
+        key_id=key_id or tokens.new_key_id(),
+        workspace_id="ws",
+        kind=KeyKind.SERVER,
+        display_name="",
+        scopes=("messages:write",),
+        allowed_origins=(),
+        digest=b"\x01" * 32,
+        pepper_id="p1",
+        hint="h",
+        create_time=datetime.now(UTC),
+    )
+    fields.update(kw)
+    return KeyRecord(**fields)
+
+
+def entry(clock: FakeClock, key_id: str | None = None, **kw) -> CachedKey:
+    return CachedKey.from_record(record(key_id, **kw), clock.now)
+
+
+def digest(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+# -- CachedKey --------------------------------------------------------------------
+
+
+def test_cached_key_from_record(clock):
+    expire = datetime(2031, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    e = CachedKey.from_record(record("AAAAAAAAAAAA", expire_time=expire, scopes=("a:write",)), 5.0)
+    assert e.valid_until == expire.timestamp()
+    assert e.effective_scopes == {"a:write", "a:read"}
+    assert e.principal.key_id == "AAAAAAAAAAAA"
+    assert e.principal.expire_time == expire
+    assert e.cached_at == 5.0
+    assert not hasattr(e, "digest")
+
+
+def test_cached_key_of_rotated_record_is_valid_until_grace_end(clock):
+    grace = datetime.now(UTC) + timedelta(hours=1)
+    e = CachedKey.from_record(record(stored_state=StoredState.ROTATED, grace_expire_time=grace), 0.0)
+    assert e.valid_until == grace.timestamp()
+    assert e.principal.expire_time == grace
+
+
+# -- positive entries ----------------------------------------------------------------
+
+
+def test_put_then_get(clock):
+    c = VerifiedCache(max_entries=10)
+    e = entry(clock)
+    assert c.get(digest(1)) is None
+    assert c.put(digest(1), e, c.generation())
+    assert c.get(digest(1)) is e
+    assert (c.hits, c.misses) == (1, 1)
+    assert len(c) == 1
+
+
+def test_lru_bound_holds(clock):
+    c = VerifiedCache(max_entries=5)
+    for n in range(50):
+        c.put(digest(n), entry(clock), c.generation())
+        assert len(c) <= 5
+    assert len(c) == 5
+    # The five most recent survive.
+    assert all(c.get(digest(n)) is not None for n in range(45, 50))
+    assert all(c.get(digest(n)) is None for n in range(45))
+
+
+def test_lru_evicts_the_least_recently_used_not_the_oldest(clock):
+    c = VerifiedCache(max_entries=3)
+    for n in range(3):
+        c.put(digest(n), entry(clock), c.generation())
+    assert c.get(digest(0)) is not None  # 0 becomes the most recent
+    c.put(digest(3), entry(clock), c.generation())
+    assert c.get(digest(1)) is None
+    assert c.get(digest(0)) is not None
+    assert c.get(digest(2)) is not None
+    assert c.get(digest(3)) is not None
+
+
+def test_a_key_has_one_entry_its_latest_digest(clock):
+    c = VerifiedCache(max_entries=10)
+    e = entry(clock, "KKKKKKKKKKKK")
+    c.put(digest(1), e, c.generation())
+    c.put(digest(2), e, c.generation())  # e.g. the same key seen under a new primary pepper
+    assert len(c) == 1
+    assert c.get(digest(1)) is None
+    assert c.get(digest(2)) is e
+
+
+def test_ttl(clock):
+    c = VerifiedCache(max_entries=10, ttl=30)
+    c.put(digest(1), entry(clock), c.generation())
+    clock.now += 29.9
+    assert c.get(digest(1)) is not None
+    clock.now += 0.2
+    assert c.get(digest(1)) is None
+    assert len(c) == 0
+
+
+def test_ttl_counts_from_when_the_store_was_read_not_last_use(clock):
+    c = VerifiedCache(max_entries=10, ttl=10)
+    c.put(digest(1), entry(clock), c.generation())
+    for _ in range(4):
+        clock.now += 3
+        c.get(digest(1))
+    assert c.get(digest(1)) is None
+
+
+def test_sizes_below_one_are_refused():
+    with pytest.raises(ValueError):
+        VerifiedCache(max_entries=0)
+    with pytest.raises(ValueError):
+        VerifiedCache(negative_max_entries=0)
+
+
+# -- negative entries -------------------------------------------------------------------
+
+
+def test_unknown_key_id_is_remembered_for_the_negative_ttl(clock):
+    c = VerifiedCache(negative_ttl=60)
+    kid = tokens.new_key_id()
+    assert not c.is_known_unknown(kid, digest(1))
+    c.remember_unknown_key_id(kid, c.generation())
+    # Any secret under that key id is known unknown.
+    assert c.is_known_unknown(kid, digest(1))
+    assert c.is_known_unknown(kid, digest(2))
+    assert not c.is_known_unknown(tokens.new_key_id(), digest(1))
+    clock.now += 60.5
+    assert not c.is_known_unknown(kid, digest(1))
+    assert c.negative_size() == 0
+
+
+def test_wrong_secret_is_remembered_by_digest_only(clock):
+    c = VerifiedCache(negative_ttl=60)
+    kid = tokens.new_key_id()
+    c.remember_wrong_secret(kid, digest(7), c.generation())
+    assert c.is_known_unknown(kid, digest(7))
+    # The right secret of that key is not shadowed.
+    assert not c.is_known_unknown(kid, digest(8))
+    clock.now += 61
+    assert not c.is_known_unknown(kid, digest(7))
+
+
+def test_negative_bound_holds(clock):
+    c = VerifiedCache(negative_max_entries=4)
+    for n in range(40):
+        c.remember_unknown_key_id(f"{n:012d}", c.generation())
+        c.remember_wrong_secret(f"{n:012d}", digest(n), c.generation())
+        assert c.negative_size() <= 8  # at most 4 by key id and 4 by digest
+    assert c.is_known_unknown(f"{39:012d}", digest(999))
+    assert not c.is_known_unknown(f"{0:012d}", digest(0))
+
+
+# -- invalidation -------------------------------------------------------------------------
+
+
+def test_invalidate_drops_the_positive_entry(clock):
+    c = VerifiedCache()
+    e = entry(clock)
+    c.put(digest(1), e, c.generation())
+    other = entry(clock)
+    c.put(digest(2), other, c.generation())
+    c.invalidate(e.key_id)
+    assert c.get(digest(1)) is None
+    assert c.get(digest(2)) is other
+
+
+def test_invalidate_drops_the_negative_entry_of_the_key_id(clock):
+    c = VerifiedCache()
+    kid = tokens.new_key_id()
+    c.remember_unknown_key_id(kid, c.generation())
+    assert c.is_known_unknown(kid, digest(1))
+    c.invalidate(kid)  # e.g. the key id was just issued
+    assert not c.is_known_unknown(kid, digest(1))
+
+
+def test_invalidate_of_unknown_key_is_harmless(clock):
+    c = VerifiedCache()
+    c.invalidate("nothing-here")
+    c.put(digest(1), entry(clock), c.generation())
+    assert len(c) == 1
+
+
+def test_generation_guard_refuses_a_stale_put(clock):
+    """A lookup that read the store before an invalidation must not cache its answer after it."""
+    c = VerifiedCache()
+    e = entry(clock)
+    generation = c.generation()  # the lookup starts and reads the store (key active)
+    c.invalidate(e.key_id)  # meanwhile the key is revoked
+    assert c.put(digest(1), e, generation) is False
+    assert c.get(digest(1)) is None
+    # A lookup started after the invalidation caches normally.
+    assert c.put(digest(1), e, c.generation()) is True
+    assert c.get(digest(1)) is e
+
+
+def test_generation_guard_for_negative_entries(clock):
+    c = VerifiedCache()
+    kid = tokens.new_key_id()
+    generation = c.generation()  # lookup reads the store: no such key
+    c.invalidate(kid)  # meanwhile the key is issued
+    c.remember_unknown_key_id(kid, generation)
+    c.remember_wrong_secret(kid, digest(3), generation)
+    assert not c.is_known_unknown(kid, digest(3))
+
+
+def test_generation_guard_is_per_key(clock):
+    c = VerifiedCache()
+    e = entry(clock)
+    generation = c.generation()
+    c.invalidate(tokens.new_key_id())  # another key
+    assert c.put(digest(1), e, generation) is True
+
+
+def test_generation_guard_stays_correct_after_its_table_is_trimmed(clock):
+    c = VerifiedCache()
+    e = entry(clock)
+    generation = c.generation()
+    c.invalidate(e.key_id)
+    for n in range(10_050):  # overflow the bounded per-key table
+        c.invalidate(f"{n:012d}")
+    assert c.put(digest(1), e, generation) is False
+    assert c.put(digest(1), e, c.generation()) is True
+
+
+def test_clear(clock):
+    c = VerifiedCache()
+    e = entry(clock)
+    c.put(digest(1), e, c.generation())
+    c.remember_unknown_key_id("x" * 12, c.generation())
+    c.remember_wrong_secret("y" * 12, digest(9), c.generation())
+    generation = c.generation()
+    c.clear()
+    assert len(c) == 0
+    assert c.negative_size() == 0
+    assert c.get(digest(1)) is None
+    # Lookups that began before the clear do not repopulate it.
+    assert c.put(digest(1), e, generation) is False
+    assert c.put(digest(1), e, c.generation()) is True
+
+
+def test_concurrent_puts_and_invalidations_keep_the_bound(clock):
+    c = VerifiedCache(max_entries=50)
+    entries = [entry(clock) for _ in range(200)]
+    errors = []
+
+    def worker(offset):
+        try:
+            for n in range(2000):
+                e = entries[(n + offset) % 200]
+                c.put(digest((n + offset) % 200), e, c.generation())
+                if n % 7 == 0:
+                    c.invalidate(e.key_id)
+                c.get(digest(n % 200))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k * 37,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(c) <= 50
+    # Every surviving entry is still reachable under its digest and can be invalidated.
+    live = [(n, c.get(digest(n))) for n in range(200)]
+    live = [(n, e) for n, e in live if e is not None]
+    assert 0 < len(live) <= 50
+    for n, e in live:
+        c.invalidate(e.key_id)
+        assert c.get(digest(n)) is None
+    assert len(c) == 0

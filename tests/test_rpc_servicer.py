@@ -1,0 +1,387 @@
+"""The servicer as a unit under grpc_testing: every RPC's success path and the status codes of failures.
+
+grpc_testing's context has no ``abort_with_status``, so rich details (ErrorInfo,
+BadRequest) are not visible here: ``rpc.abort`` falls back to ``context.abort``
+with the status code and message. The details are checked on ``status_for``
+directly, and over a real server by the server tests.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import grpc_testing
+import pytest
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.rpc import code_pb2, error_details_pb2
+from woes.auth.v1 import auth_service_pb2 as pb
+from woes.auth.v1 import resources_pb2 as res
+
+from auth_service import rpc, tokens
+from auth_service.credentials import CredentialManager
+from auth_service.errors import (
+    CredentialRevoked,
+    FieldViolation,
+    InsufficientScope,
+    InvalidArgument,
+    KeyNotFound,
+    StoreUnavailable,
+)
+from auth_service.models import KeyRecord, StoredState, utcnow
+from auth_service.store import SqlStore
+from auth_service.tokens import KeyKind
+from tests.conftest import free_port
+
+SERVICE = pb.DESCRIPTOR.services_by_name["AuthService"]
+
+
+class Harness:
+    def __init__(self, manager: CredentialManager):
+        self.manager = manager
+        self.servicer = rpc.AuthServicer(manager)
+        self.server = grpc_testing.server_from_dictionary({SERVICE: self.servicer}, grpc_testing.strict_real_time())
+        self.admin_secret = manager.bootstrap_admin("servicer test").secret
+
+    @property
+    def admin_md(self):
+        return (("authorization", f"Bearer {self.admin_secret}"),)
+
+    def call(self, method: str, request, metadata=()):
+        invocation = self.server.invoke_unary_unary(SERVICE.methods_by_name[method], metadata, request, None)
+        return invocation.termination()  # response, trailing metadata, code, details
+
+    def ok(self, method: str, request, metadata=()):
+        response, _, code, details = self.call(method, request, metadata)
+        assert code is grpc.StatusCode.OK, (code, details)
+        return response
+
+    def fails(self, method: str, request, metadata=()) -> tuple[grpc.StatusCode, str]:
+        response, _, code, details = self.call(method, request, metadata)
+        assert code is not grpc.StatusCode.OK
+        return code, details
+
+    def issue(self, **fields) -> pb.IssueKeyResponse:
+        fields.setdefault("workspace_id", "ws-1")
+        fields.setdefault("kind", res.KEY_KIND_SERVER)
+        if fields["kind"] == res.KEY_KIND_SERVER:
+            fields.setdefault("scopes", ["conversations:write"])
+        return self.ok("IssueKey", pb.IssueKeyRequest(**fields), self.admin_md)
+
+
+@pytest.fixture
+def h(sqlite_url, pepper):
+    store = SqlStore(sqlite_url)
+    yield Harness(CredentialManager(store, pepper))
+    store.close()
+
+
+# -- success paths ------------------------------------------------------------------------
+
+
+def test_issue_key(h):
+    expire = timestamp_pb2.Timestamp()
+    expire.FromDatetime(datetime(2099, 1, 2, 3, 4, 5, 678000, tzinfo=UTC))
+    got = h.issue(display_name="svc", scopes=["messages:read", "conversations:write"], expire_time=expire)
+    assert tokens.parse(got.secret).key_id == got.key.key_id
+    assert not got.replayed
+    key = got.key
+    assert key.workspace_id == "ws-1"
+    assert key.kind == res.KEY_KIND_SERVER
+    assert key.display_name == "svc"
+    assert list(key.scopes) == ["conversations:write", "messages:read"]
+    assert key.state == res.KEY_STATE_ACTIVE
+    assert key.expire_time == expire
+    assert key.HasField("create_time")
+    assert not key.HasField("revoke_time")
+    assert key.hint == tokens.hint(got.secret)
+    assert got.secret not in str(key)
+
+
+def test_issue_widget_key_and_replay(h):
+    got = h.issue(kind=res.KEY_KIND_WIDGET, allowed_origins=["HTTPS://App.Example"], request_id="r-1")
+    assert got.key.kind == res.KEY_KIND_WIDGET
+    assert list(got.key.allowed_origins) == ["https://app.example"]
+    again = h.issue(kind=res.KEY_KIND_WIDGET, allowed_origins=["https://app.example"], request_id="r-1")
+    assert again.replayed and again.secret == ""
+    assert again.key.key_id == got.key.key_id
+
+
+def test_authenticate(h):
+    issued = h.issue(scopes=["conversations:write", "messages:read"])
+    got = h.ok(
+        "Authenticate",
+        pb.AuthenticateRequest(credential=issued.secret, required_scopes=["conversations:read"], caller="svc"),
+    )
+    p = got.principal
+    assert (p.key_id, p.workspace_id, p.kind) == (issued.key.key_id, "ws-1", res.KEY_KIND_SERVER)
+    assert list(p.scopes) == ["conversations:write", "messages:read"]
+    assert not p.HasField("expire_time")
+    # Same answer again (served from the cache).
+    assert h.ok("Authenticate", pb.AuthenticateRequest(credential=issued.secret)) == got
+
+
+def test_authenticate_reports_expiry(h):
+    when = utcnow().replace(microsecond=0) + timedelta(days=2)
+    expire = timestamp_pb2.Timestamp()
+    expire.FromDatetime(when)
+    issued = h.issue(expire_time=expire)
+    got = h.ok("Authenticate", pb.AuthenticateRequest(credential=issued.secret))
+    assert got.principal.expire_time == expire
+
+
+def test_verify_widget_key(h):
+    issued = h.issue(kind=res.KEY_KIND_WIDGET, allowed_origins=["https://app.example"])
+    got = h.ok("VerifyWidgetKey", pb.VerifyWidgetKeyRequest(public_key=issued.secret, origin="https://app.example"))
+    assert (got.workspace_id, got.key_id) == ("ws-1", issued.key.key_id)
+
+
+def test_rotate(h):
+    issued = h.issue()
+    got = h.ok("Rotate", pb.RotateRequest(key_id=issued.key.key_id), h.admin_md)
+    assert tokens.parse(got.secret).key_id == got.key.key_id
+    assert got.key.rotated_from == issued.key.key_id
+    assert got.previous_key.key_id == issued.key.key_id
+    assert got.previous_key.state == res.KEY_STATE_ROTATED
+    assert got.previous_key.rotated_to == got.key.key_id
+    grace = got.previous_key.grace_expire_time.ToDatetime(tzinfo=UTC) - utcnow()
+    assert timedelta(hours=23) < grace <= timedelta(hours=24)
+    # An explicit grace period.
+    again = h.ok(
+        "Rotate",
+        pb.RotateRequest(key_id=got.key.key_id, grace_period=duration_pb2.Duration(seconds=3600)),
+        h.admin_md,
+    )
+    grace = again.previous_key.grace_expire_time.ToDatetime(tzinfo=UTC) - utcnow()
+    assert timedelta(minutes=55) < grace <= timedelta(hours=1)
+    # Both the old and the new credential authenticate during the grace.
+    h.ok("Authenticate", pb.AuthenticateRequest(credential=issued.secret))
+    h.ok("Authenticate", pb.AuthenticateRequest(credential=again.secret))
+
+
+def test_revoke(h):
+    issued = h.issue()
+    got = h.ok("Revoke", pb.RevokeRequest(key_id=issued.key.key_id, reason="leaked"), h.admin_md)
+    assert got.key.state == res.KEY_STATE_REVOKED
+    assert got.key.revoke_reason == "leaked"
+    assert got.key.HasField("revoke_time")
+    again = h.ok("Revoke", pb.RevokeRequest(key_id=issued.key.key_id), h.admin_md)
+    assert again.key.revoke_time == got.key.revoke_time
+
+
+def test_get_key(h):
+    issued = h.issue()
+    got = h.ok("GetKey", pb.GetKeyRequest(key_id=issued.key.key_id), h.admin_md)
+    assert got.key == issued.key
+    assert issued.secret not in str(got)
+
+
+def test_list_keys(h):
+    issued = [h.issue(workspace_id="ws-list").key.key_id for _ in range(5)]
+    seen, token = [], ""
+    while True:
+        page = h.ok("ListKeys", pb.ListKeysRequest(workspace_id="ws-list", page_size=2, page_token=token), h.admin_md)
+        assert len(page.keys) <= 2
+        seen += [k.key_id for k in page.keys]
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(seen) == sorted(issued)
+    everything = h.ok("ListKeys", pb.ListKeysRequest(), h.admin_md)
+    assert len(everything.keys) == 6  # five keys and the admin key
+    assert {k.key_id for k in everything.keys} >= set(issued)
+
+
+def test_key_message_never_carries_a_digest():
+    names = {f.name for f in res.Key.DESCRIPTOR.fields}
+    assert not {n for n in names if "digest" in n or "secret" in n or "pepper" in n}
+
+
+# -- failures: status codes --------------------------------------------------------------------
+
+
+def test_authenticate_failures(h):
+    server = h.issue(scopes=["messages:read"])
+    widget = h.issue(kind=res.KEY_KIND_WIDGET)
+    cases = [
+        (pb.AuthenticateRequest(credential=""), grpc.StatusCode.UNAUTHENTICATED),
+        (pb.AuthenticateRequest(credential="x" * (1 << 20)), grpc.StatusCode.UNAUTHENTICATED),
+        (pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token), grpc.StatusCode.UNAUTHENTICATED),
+        (pb.AuthenticateRequest(credential=widget.secret), grpc.StatusCode.PERMISSION_DENIED),
+        (pb.AuthenticateRequest(credential=h.admin_secret), grpc.StatusCode.PERMISSION_DENIED),
+        (
+            pb.AuthenticateRequest(credential=server.secret, required_scopes=["messages:write"]),
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
+        (
+            pb.AuthenticateRequest(credential=server.secret, required_scopes=["nope:read"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+    ]
+    for request, expected in cases:
+        code, details = h.fails("Authenticate", request)
+        assert code is expected, (request.credential[:20], details)
+        assert server.secret not in details and widget.secret not in details and h.admin_secret not in details
+    h.ok("Revoke", pb.RevokeRequest(key_id=server.key.key_id), h.admin_md)
+    code, details = h.fails("Authenticate", pb.AuthenticateRequest(credential=server.secret))
+    assert code is grpc.StatusCode.UNAUTHENTICATED
+    assert "revoked" in details
+
+
+def test_verify_widget_key_failures(h):
+    widget = h.issue(kind=res.KEY_KIND_WIDGET, allowed_origins=["https://app.example"])
+    server = h.issue()
+    assert h.fails("VerifyWidgetKey", pb.VerifyWidgetKeyRequest(public_key=server.secret))[0] is (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert h.fails(
+        "VerifyWidgetKey", pb.VerifyWidgetKeyRequest(public_key=widget.secret, origin="https://evil.example")
+    )[0] is (grpc.StatusCode.PERMISSION_DENIED)
+    assert h.fails("VerifyWidgetKey", pb.VerifyWidgetKeyRequest(public_key=widget.secret, origin="not an origin"))[
+        0
+    ] is (grpc.StatusCode.INVALID_ARGUMENT)
+    assert h.fails("VerifyWidgetKey", pb.VerifyWidgetKeyRequest(public_key="woes_pk_x"))[0] is (
+        grpc.StatusCode.UNAUTHENTICATED
+    )
+
+
+@pytest.mark.parametrize(
+    "method,request_",
+    [
+        ("IssueKey", pb.IssueKeyRequest(workspace_id="ws", kind=res.KEY_KIND_SERVER, scopes=["messages:read"])),
+        ("Rotate", pb.RotateRequest(key_id="A" * 12)),
+        ("Revoke", pb.RevokeRequest(key_id="A" * 12)),
+        ("GetKey", pb.GetKeyRequest(key_id="A" * 12)),
+        ("ListKeys", pb.ListKeysRequest()),
+    ],
+)
+def test_admin_rpcs_need_an_admin_credential(h, method, request_):
+    server = h.issue()
+    assert h.fails(method, request_)[0] is grpc.StatusCode.UNAUTHENTICATED
+    assert h.fails(method, request_, (("authorization", "Basic abc"),))[0] is grpc.StatusCode.UNAUTHENTICATED
+    assert h.fails(method, request_, (("authorization", "Bearer garbage"),))[0] is grpc.StatusCode.UNAUTHENTICATED
+    bearer_server = (("authorization", f"Bearer {server.secret}"),)
+    code, details = h.fails(method, request_, bearer_server)
+    assert code is grpc.StatusCode.PERMISSION_DENIED
+    assert server.secret not in details
+
+
+def test_admin_failures(h):
+    issued = h.issue()
+    assert h.fails("GetKey", pb.GetKeyRequest(key_id="A" * 12), h.admin_md)[0] is grpc.StatusCode.NOT_FOUND
+    assert h.fails("GetKey", pb.GetKeyRequest(key_id="short"), h.admin_md)[0] is grpc.StatusCode.INVALID_ARGUMENT
+    assert h.fails("IssueKey", pb.IssueKeyRequest(workspace_id="ws"), h.admin_md)[0] is (
+        grpc.StatusCode.INVALID_ARGUMENT
+    )
+    h.issue(request_id="dup", scopes=["messages:read"])
+    assert h.fails(
+        "IssueKey",
+        pb.IssueKeyRequest(workspace_id="ws-1", kind=res.KEY_KIND_SERVER, scopes=["webhooks:read"], request_id="dup"),
+        h.admin_md,
+    )[0] is (grpc.StatusCode.ALREADY_EXISTS)
+    for grace in (duration_pb2.Duration(seconds=-1), duration_pb2.Duration(seconds=30 * 86400)):
+        code, _ = h.fails("Rotate", pb.RotateRequest(key_id=issued.key.key_id, grace_period=grace), h.admin_md)
+        assert code is grpc.StatusCode.INVALID_ARGUMENT
+    h.ok("Revoke", pb.RevokeRequest(key_id=issued.key.key_id), h.admin_md)
+    assert h.fails("Rotate", pb.RotateRequest(key_id=issued.key.key_id), h.admin_md)[0] is (
+        grpc.StatusCode.FAILED_PRECONDITION
+    )
+    assert h.fails("ListKeys", pb.ListKeysRequest(page_size=-1), h.admin_md)[0] is grpc.StatusCode.INVALID_ARGUMENT
+    assert h.fails("ListKeys", pb.ListKeysRequest(page_token="nope"), h.admin_md)[0] is (
+        grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert len(h.ok("ListKeys", pb.ListKeysRequest(page_size=10**6), h.admin_md).keys) == 3
+
+
+def test_issue_key_with_an_unrepresentable_expire_time_is_invalid_argument(h):
+    request = pb.IssueKeyRequest(workspace_id="ws", kind=res.KEY_KIND_SERVER, scopes=["messages:read"])
+    request.expire_time.seconds = 10**12  # beyond year 9999
+    assert h.fails("IssueKey", request, h.admin_md)[0] is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_store_unavailable_is_unavailable(pepper, sqlite_url):
+    store = SqlStore(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/postgres", create_schema=False)
+    try:
+        servicer = rpc.AuthServicer(CredentialManager(store, pepper))
+        server = grpc_testing.server_from_dictionary({SERVICE: servicer}, grpc_testing.strict_real_time())
+        request = pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token)
+        _, _, code, _ = server.invoke_unary_unary(
+            SERVICE.methods_by_name["Authenticate"], (), request, None
+        ).termination()
+        assert code is grpc.StatusCode.UNAVAILABLE
+        admin = (("authorization", f"Bearer {tokens.mint(KeyKind.ADMIN).token}"),)
+        _, _, code, _ = server.invoke_unary_unary(
+            SERVICE.methods_by_name["ListKeys"], admin, pb.ListKeysRequest(), None
+        ).termination()
+        assert code is grpc.StatusCode.UNAVAILABLE
+    finally:
+        store.close()
+
+
+# -- error mapping and conversions (pure) --------------------------------------------------------
+
+
+def _details(status):
+    info, bad = None, None
+    for any_ in status.details:
+        if any_.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            any_.Unpack(info)
+        elif any_.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            any_.Unpack(bad)
+    return info, bad
+
+
+def test_status_for_carries_error_info():
+    status = rpc.status_for(InsufficientScope(["messages:write", "webhooks:read"]))
+    assert status.code == code_pb2.PERMISSION_DENIED
+    info, bad = _details(status)
+    assert (info.domain, info.reason) == ("auth.woes", "INSUFFICIENT_SCOPE")
+    assert dict(info.metadata) == {"missing_scopes": "messages:write,webhooks:read"}
+    assert bad is None
+    assert "messages:write" in status.message
+
+
+def test_status_for_invalid_argument_carries_field_violations():
+    status = rpc.status_for(InvalidArgument([FieldViolation("scopes", "unknown"), FieldViolation("kind", "required")]))
+    assert status.code == code_pb2.INVALID_ARGUMENT
+    info, bad = _details(status)
+    assert info.reason == "INVALID_ARGUMENT"
+    assert [(v.field, v.description) for v in bad.field_violations] == [("scopes", "unknown"), ("kind", "required")]
+
+
+@pytest.mark.parametrize(
+    "error,code",
+    [
+        (CredentialRevoked("x"), code_pb2.UNAUTHENTICATED),
+        (KeyNotFound("AAAAAAAAAAAA"), code_pb2.NOT_FOUND),
+        (StoreUnavailable(), code_pb2.UNAVAILABLE),
+    ],
+)
+def test_status_codes(error, code):
+    status = rpc.status_for(error)
+    assert status.code == code
+    info, _ = _details(status)
+    assert info.reason == error.reason
+
+
+def test_key_to_pb_derives_expired_state():
+    past = utcnow() - timedelta(seconds=1)
+    record = KeyRecord(
+        key_id="A" * 12,
+        workspace_id="ws",
+        kind=KeyKind.SERVER,
+        display_name="",
+        scopes=("messages:read",),
+        allowed_origins=(),
+        digest=b"\x00" * 32,
+        pepper_id="p",
+        hint="h",
+        create_time=past - timedelta(days=1),
+        expire_time=past,
+    )
+    assert rpc.key_to_pb(record).state == res.KEY_STATE_EXPIRED
+    rotated = KeyRecord(**{**record.__dict__, "expire_time": None, "stored_state": StoredState.ROTATED})
+    assert rpc.key_to_pb(rotated).state == res.KEY_STATE_ROTATED
+    assert b"\x00" * 32 not in rpc.key_to_pb(record).SerializeToString()
