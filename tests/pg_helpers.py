@@ -256,8 +256,14 @@ class Cluster:
     def __init__(self, database_url: str, data_dir: Path, **settings: str):
         self.database_url = database_url
         self.pepper_text = conftest.new_pepper_text()
+        kek_text = conftest.new_pepper_text("kek1")  # same format; registered as a secret to scan for
         self.env = clean_env(
-            database_url=database_url, pepper=self.pepper_text, data_dir=data_dir, production="1", **settings
+            database_url=database_url,
+            pepper=self.pepper_text,
+            kek=kek_text,
+            data_dir=data_dir,
+            production="1",
+            **settings,
         )
         self.replicas: list[ServerProcess] = []
         upgraded = run_cli(["db", "upgrade"], self.env)
