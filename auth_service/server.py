@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -17,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.engine import make_url
 from woes.auth.v1 import auth_service_pb2
 
-from . import envoy, rpc
+from . import envoy, rpc, stats
 from .cache import VerifiedCache
 from .config import ConfigError, Settings, is_loopback, load_pepper, split_listen
 from .credentials import CredentialManager
@@ -25,6 +27,7 @@ from .crypto import Pepper
 from .errors import StoreUnavailable
 from .feed import ChangeFeedFollower
 from .model import ModelServices, build_model, load_ring
+from .stats import STATS_HOST, StatsEndpoint
 from .store import CredentialStore, SqlStore
 from .store.migrate import SchemaNotCurrent
 from .store.model_sql import ModelStore
@@ -59,6 +62,10 @@ class Runtime:
     port: int
     stopped: threading.Event = field(default_factory=threading.Event)
     model: ModelServices | None = None
+    servicer: rpc.AuthServicer | None = None
+    worker: int | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    stats_endpoint: StatsEndpoint | None = None
 
     def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING, drain, finish in-flight calls within ``grace``, flush usage, close."""
@@ -76,7 +83,19 @@ class Runtime:
         self.usage.stop()
         if self.model is not None:
             self.model.stop()
+        if self.stats_endpoint is not None:
+            self.stats_endpoint.stop()
+        log.info("counters at stop: %s", json.dumps(stats.snapshot(self), sort_keys=True))
         self.store.close()
+
+
+def new_grpc_server() -> grpc.Server:
+    """The gRPC server every serving process uses: thread pool, limits and options."""
+    return grpc.server(
+        futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="woes-auth-rpc"),
+        options=SERVER_OPTIONS,
+        maximum_concurrent_rpcs=1000,
+    )
 
 
 def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = None) -> Runtime:
@@ -93,13 +112,10 @@ def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = No
     feed = ChangeFeedFollower(store, lambda key_id, _change: cache.invalidate(key_id), interval=settings.feed_interval)
     manager.feed_staleness = feed.staleness
 
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="woes-auth-rpc"),
-        options=SERVER_OPTIONS,
-        maximum_concurrent_rpcs=1000,
-    )
+    server = new_grpc_server()
     model = build_model(settings, manager, store) if isinstance(store, SqlStore) else None
-    rpc.add_to_server(rpc.AuthServicer(manager, model), server)
+    servicer = rpc.AuthServicer(manager, model)
+    rpc.add_to_server(servicer, server)
     envoy.add_to_server(envoy.AuthorizationServicer(manager), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -115,7 +131,7 @@ def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = No
     port = server.add_insecure_port(settings.listen)
     if port == 0:
         raise ConfigError(f"cannot listen on {settings.listen}")
-    return Runtime(settings, store, manager, feed, usage, server, health_servicer, port, model=model)
+    return Runtime(settings, store, manager, feed, usage, server, health_servicer, port, model=model, servicer=servicer)
 
 
 def start(runtime: Runtime) -> Runtime:
@@ -164,7 +180,12 @@ def serve_one(settings: Settings, pepper: Pepper, worker: int | None = None) -> 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # The schema was checked by serve() before any worker existed: never create it here.
-    runtime = start(build(settings, pepper, SqlStore(settings.resolved_database_url(), create_schema=False)))
+    runtime = build(settings, pepper, SqlStore(settings.resolved_database_url(), create_schema=False))
+    runtime.worker = worker
+    start(runtime)
+    if settings.stats_port:
+        runtime.stats_endpoint = StatsEndpoint(runtime, settings.stats_port + (worker or 0)).start()
+        log.info("stats on http://%s:%d/stats", STATS_HOST, runtime.stats_endpoint.port)
     host, _ = split_listen(settings.listen)
     mode = "plaintext on loopback only" if is_loopback(host) else "PLAINTEXT on a non-loopback address"
     log.info(
@@ -218,7 +239,15 @@ def check_schema(url: str) -> None:
 
 
 def _supervise(settings: Settings, pepper: Pepper, workers: int) -> int:
-    """Fork ``workers`` serving processes sharing the port; restart any that dies; stop all on SIGTERM."""
+    return supervise(workers, lambda index: serve_one(settings, pepper, worker=index))
+
+
+def supervise(workers: int, serve_worker: Callable[[int], int]) -> int:
+    """Fork ``workers`` processes running ``serve_worker(index)``; restart any that dies; stop all on SIGTERM.
+
+    ``serve_worker`` must create its gRPC objects itself (after the fork) and
+    return its exit code when it receives SIGTERM.
+    """
     children: dict[int, int] = {}
     stopping = threading.Event()
 
@@ -227,7 +256,7 @@ def _supervise(settings: Settings, pepper: Pepper, workers: int) -> int:
         if pid == 0:
             code = 1
             try:
-                code = serve_one(settings, pepper, worker=index)
+                code = serve_worker(index)
             except Exception:
                 log.exception("worker %d failed", index)
             finally:

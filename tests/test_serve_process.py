@@ -83,13 +83,16 @@ def test_production_without_a_pepper_refuses_to_start(tmp_path, how):
 
 def test_production_with_a_configured_pepper_serves_and_never_logs_it(tmp_path):
     pepper = conftest.new_pepper_text("prod1")
-    server = start_serve(tmp_path, "--production", WOES_AUTH_PEPPER=pepper)
+    kek = conftest.new_kek_text("prodkek1")
+    server = start_serve(tmp_path, "--production", WOES_AUTH_PEPPER=pepper, WOES_AUTH_KEK=kek)
     try:
         assert health(server.target) == SERVING
         log = server.log()
         assert "pepper from WOES_AUTH_PEPPER" in log
         assert pepper.split(":", 1)[1] not in log
+        assert kek.split(":", 1)[1] not in log
         assert not (tmp_path / "dev-pepper").exists()
+        assert not (tmp_path / "dev-kek").exists()
     finally:
         assert server.stop() == 0
 
@@ -97,7 +100,9 @@ def test_production_with_a_configured_pepper_serves_and_never_logs_it(tmp_path):
 def test_pepper_file_is_read(tmp_path):
     pepper_file = tmp_path / "pepper"
     pepper_file.write_text(conftest.new_pepper_text("file1") + "," + conftest.new_pepper_text("old0") + "\n")
-    server = start_serve(tmp_path, "--production", WOES_AUTH_PEPPER_FILE=str(pepper_file))
+    server = start_serve(
+        tmp_path, "--production", WOES_AUTH_PEPPER_FILE=str(pepper_file), WOES_AUTH_KEK=conftest.new_kek_text()
+    )
     try:
         assert health(server.target) == SERVING
         assert "pepper from file" in server.log()

@@ -1,0 +1,129 @@
+"""Operational counters of one serving process, and an optional loopback HTTP endpoint for them.
+
+``woes-auth serve --stats-port P`` (env ``WOES_AUTH_STATS_PORT``) makes worker
+``i`` answer ``GET /stats`` on ``127.0.0.1:P+i`` with a JSON object: calls by
+outcome, cache sizes and hit counts, statements sent to the store, change-feed
+position, resident memory. It never contains a credential, digest or key id,
+and it only ever binds to loopback: it is for the operator's scraper on the
+same host and for the benchmark, not for callers. Off by default.
+
+Every process also logs the same counters once when it stops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .server import Runtime
+
+log = logging.getLogger(__name__)
+
+STATS_HOST = "127.0.0.1"
+
+
+class Outcomes:
+    """Calls of one RPC counted by outcome (``ok`` or an error reason); thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {"ok": 0}
+
+    def ok(self) -> None:
+        with self._lock:
+            self._counts["ok"] += 1
+
+    def refused(self, reason: str) -> None:
+        with self._lock:
+            self._counts[reason] = self._counts.get(reason, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def snapshot(runtime: Runtime) -> dict:
+    manager = runtime.manager
+    cache = manager.cache
+    feed = runtime.feed
+    servicer = runtime.servicer
+    return {
+        "pid": os.getpid(),
+        "worker": runtime.worker,
+        "uptime_seconds": round(time.monotonic() - runtime.started_at, 3),
+        "rss_bytes": rss_bytes(),
+        "authenticate": servicer.authenticate_outcomes.snapshot() if servicer is not None else {},
+        "store": {
+            "statements": runtime.store.query_count,
+            "hot_path_reads": manager.store_reads,
+        },
+        "cache": {
+            "entries": len(cache),
+            "max_entries": cache.max_entries,
+            "negative_entries": cache.negative_size(),
+            "hits": cache.hits,
+            "misses": cache.misses,
+            "negative_hits": cache.negative_hits,
+        },
+        "feed": {
+            "last_seq": feed.last_seq,
+            "polls": feed.polls,
+            "interval_seconds": feed.interval,
+            "staleness_seconds": round(feed.staleness(), 3),
+            "healthy": feed.healthy,
+        },
+        "usage_pending_keys": runtime.usage.pending(),
+    }
+
+
+class StatsEndpoint:
+    """``GET /stats`` on a loopback port, served by a daemon thread."""
+
+    def __init__(self, runtime: Runtime, port: int):
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                if self.path.split("?", 1)[0] != "/stats":
+                    self.send_error(404)
+                    return
+                body = json.dumps(snapshot(outer.runtime)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args) -> None:  # noqa: A002
+                pass
+
+        self.runtime = runtime
+        self._httpd = ThreadingHTTPServer((STATS_HOST, port), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="woes-auth-stats", daemon=True)
+
+    def start(self) -> StatsEndpoint:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

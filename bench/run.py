@@ -1,0 +1,721 @@
+"""`make bench`: Authenticate against an empty unary RPC on the same gRPC stack, measured by h2load.
+
+Everything it measures it starts itself, in a temporary folder: a SQLite
+database seeded with 100,000 server keys, `woes-auth serve --workers N`, and
+the baseline server (bench/baseline_server.py). Load comes from h2load (C,
+outside Python): gRPC over HTTP/2 is a POST of one length-prefixed protobuf
+frame with `content-type: application/grpc` and `te: trailers`.
+
+Distinct keys with h2load. h2load posts one body file for every request, but
+it reads that file again (pread) for each request it sends. A writer thread
+overwrites the file in place, every fraction of a millisecond, with the next
+request of the key set (all requests have the same length), so one h2load run
+spreads its calls over the whole set: 10,000 keys in case 2. The same writer
+runs during the baseline, so both sides pay for it.
+
+Errors. h2load counts an HTTP 200 as success even when grpc-status is not 0.
+Every worker of the real server counts Authenticate outcomes (ok or the error
+reason) and serves them on its stats endpoint (`--stats-port`); the numbers in
+the table are differences of those counters over each run, cross-checked
+against h2load's own count. The baseline cannot fail by construction; a sample
+of Python client calls before and after its run checks its status anyway.
+A body read while the writer rewrites the file (a torn read, a few in ten
+thousand) reaches the server as a malformed credential: those are listed as
+"torn bodies", apart from errors.
+
+Settings (environment): BENCH_WORKERS (default: cores), BENCH_DURATION
+seconds per case (default 6), BENCH_CONNECTIONS (default 8 per worker),
+BENCH_STREAMS per connection (default 4), BENCH_RSS_KEYS (default 100000).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import platform
+import random
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import grpc  # noqa: E402
+from sqlalchemy import create_engine, insert  # noqa: E402
+from woes.auth.v1 import auth_service_pb2 as pb  # noqa: E402
+from woes.auth.v1 import auth_service_pb2_grpc as pb_grpc  # noqa: E402
+from woes.auth.v1 import resources_pb2 as res  # noqa: E402
+
+from auth_service import tokens  # noqa: E402
+from auth_service.credentials import CredentialManager  # noqa: E402
+from auth_service.crypto import Keyring, Pepper  # noqa: E402
+from auth_service.models import KeyRecord, utcnow  # noqa: E402
+from auth_service.store import SqlStore  # noqa: E402
+from auth_service.store import sql as sql_store  # noqa: E402
+
+METHOD = "/woes.auth.v1.AuthService/Authenticate"
+SCOPES = ("conversations:write", "messages:read")
+REQUIRED = ["conversations:read"]
+CALLER = "bench"
+WARM_KEYS = 10_000
+CHURN_KEYS = 3_000
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+WORKERS = env_int("BENCH_WORKERS", os.cpu_count() or 1)
+DURATION = env_int("BENCH_DURATION", 6)
+CONNECTIONS = env_int("BENCH_CONNECTIONS", 8 * WORKERS)
+STREAMS = env_int("BENCH_STREAMS", 4)
+RSS_KEYS = env_int("BENCH_RSS_KEYS", 100_000)
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# -- h2load -------------------------------------------------------------------
+
+
+def ensure_h2load() -> str:
+    path = shutil.which("h2load")
+    if path:
+        return path
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        say("h2load missing: installing the Debian package nghttp2-client")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if subprocess.run(["apt-get", "install", "-y", "-q", "nghttp2-client"], env=env).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, check=False)
+            subprocess.run(["apt-get", "install", "-y", "-q", "nghttp2-client"], env=env, check=False)
+        path = shutil.which("h2load")
+        if path:
+            return path
+    sys.exit(
+        "bench: h2load is needed. Install it and run again:\n"
+        "  Debian/Ubuntu: sudo apt-get install nghttp2-client\n"
+        "  Fedora: sudo dnf install nghttp2    macOS: brew install nghttp2"
+    )
+
+
+def h2load_version(h2load: str) -> str:
+    out = subprocess.run([h2load, "--version"], capture_output=True, text=True).stdout
+    return out.strip().splitlines()[0] if out.strip() else "h2load"
+
+
+def grpc_frame(message: bytes) -> bytes:
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+class RotatingBody:
+    """The body file h2load posts, overwritten in place with the next request of a set."""
+
+    def __init__(self, path: Path, frames: list[bytes], period: float):
+        lengths = {len(f) for f in frames}
+        if len(lengths) != 1:
+            raise ValueError("every request of a rotating body must have the same length")
+        self.path = path
+        self.frames = frames
+        self.period = period
+        path.write_bytes(frames[0])
+        self._fd = os.open(path, os.O_WRONLY)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.writes = 0
+
+    def _run(self) -> None:
+        n = len(self.frames)
+        i = 0
+        while not self._stop.is_set():
+            i = (i + 1) % n
+            os.pwrite(self._fd, self.frames[i], 0)
+            self.writes += 1
+            time.sleep(self.period)
+
+    def __enter__(self) -> RotatingBody:
+        if len(self.frames) > 1:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        os.close(self._fd)
+
+
+def run_h2load(
+    h2load: str, port: int, body: Path, workdir: Path, name: str, *, duration: float, clients: int, streams: int
+) -> dict:
+    log_file = workdir / f"h2load-{name}.log"
+    cmd = [
+        h2load,
+        "-D", str(duration),
+        "-c", str(clients),
+        "-m", str(streams),
+        "-t", "1",
+        "-d", str(body),
+        "-H", "content-type: application/grpc",
+        "-H", "te: trailers",
+        "--log-file", str(log_file),
+        f"http://127.0.0.1:{port}{METHOD}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
+    out = proc.stdout
+    if proc.returncode != 0:
+        raise RuntimeError(f"h2load failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    # Recorded with the temporary folder written as $WORKDIR: the results describe the run, not this host's paths.
+    result = {"command": shlex.join(cmd).replace(str(workdir), "$WORKDIR")}
+    m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
+    result["calls_per_s"] = float(m.group(3)) if m else 0.0
+    m = re.search(
+        r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout",
+        out,
+    )
+    total, _started, done, ok, failed, errored, timeout = (int(g) for g in m.groups())
+    result.update(h2_done=done, h2_2xx=ok, h2_failed=failed + errored + timeout)
+    latencies = []
+    with open(log_file) as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 3:
+                latencies.append(int(parts[2]))
+    latencies.sort()
+    if latencies:
+        result["p50_ms"] = latencies[len(latencies) // 2] / 1000
+        result["p99_ms"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] / 1000
+        result["mean_ms"] = statistics.fmean(latencies) / 1000
+    result["latency_samples"] = len(latencies)
+    return result
+
+
+# -- processes ----------------------------------------------------------------
+
+
+def free_port_block(count: int) -> int:
+    """A base port with ``count`` free consecutive ports after it (best effort)."""
+    for _ in range(200):
+        base = random.randint(20_000, 60_000 - count)
+        sockets = []
+        try:
+            for i in range(count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", base + i))
+                sockets.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+class Proc:
+    def __init__(self, cmd: list[str], env: dict, log_path: Path):
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.popen = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=self._log, start_new_session=True)
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+
+class RealServer:
+    def __init__(self, workdir: Path, env: dict, port: int, name: str):
+        self.port = port
+        self.stats_port = free_port_block(WORKERS)
+        cmd = [sys.executable, "-m", "auth_service.cli", "serve", "--workers", str(WORKERS)]
+        cmd += ["--listen", f"127.0.0.1:{port}", "--stats-port", str(self.stats_port)]
+        self.command = shlex.join(["woes-auth", *cmd[3:]])
+        self.proc = Proc(cmd, env, workdir / f"server-{name}.log")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                self.stats()
+                return
+            except OSError:
+                if self.proc.popen.poll() is not None:
+                    raise RuntimeError(f"the server exited; see {self.proc.log_path}") from None
+                time.sleep(0.1)
+        raise RuntimeError("the server did not become ready")
+
+    def stats(self) -> list[dict]:
+        out = []
+        for i in range(WORKERS):
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.stats_port + i}/stats", timeout=5) as resp:
+                out.append(json.loads(resp.read()))
+        return out
+
+    def stop(self) -> int:
+        return self.proc.stop()
+
+
+class BaselineServer:
+    def __init__(self, workdir: Path, env: dict, port: int, response: bytes):
+        self.port = port
+        ready = workdir / "baseline-ready"
+        ready.mkdir(exist_ok=True)
+        response_file = workdir / "baseline-response.bin"
+        response_file.write_bytes(response)
+        cmd = [sys.executable, str(ROOT / "bench" / "baseline_server.py"), "--listen", f"127.0.0.1:{port}"]
+        cmd += ["--workers", str(WORKERS), "--response-file", str(response_file), "--ready-dir", str(ready)]
+        self.proc = Proc(cmd, env, workdir / "server-baseline.log")
+        deadline = time.monotonic() + 60
+        while len(list(ready.iterdir())) < WORKERS:
+            if time.monotonic() > deadline or self.proc.popen.poll() is not None:
+                raise RuntimeError("the baseline server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        return self.proc.stop()
+
+
+# -- data ---------------------------------------------------------------------
+
+
+def seed(url: str, pepper: Pepper, n_keys: int) -> tuple[list[str], str]:
+    """``n_keys`` server keys (bulk insert) and one admin key; returns their secrets."""
+    store = SqlStore(url)
+    admin = CredentialManager(store, pepper).bootstrap_admin("bench admin").secret
+    store.close()
+    now = utcnow()
+    secrets_out = []
+    rows = []
+    for n in range(n_keys):
+        cred = tokens.mint(tokens.KeyKind.SERVER)
+        secrets_out.append(cred.token)
+        record = KeyRecord(
+            key_id=cred.key_id,
+            workspace_id=f"ws-{n % 1000:04d}",
+            kind=tokens.KeyKind.SERVER,
+            display_name="bench",
+            scopes=SCOPES,
+            allowed_origins=(),
+            digest=pepper.digest(cred.token),
+            pepper_id=pepper.primary_id,
+            hint=tokens.hint(cred.token),
+            create_time=now,
+        )
+        rows.append(sql_store._record_to_row(record))
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for start in range(0, len(rows), 5000):
+            conn.execute(insert(sql_store.keys), rows[start : start + 5000])
+    engine.dispose()
+    return secrets_out, admin
+
+
+def request_bytes(credential: str) -> bytes:
+    return pb.AuthenticateRequest(credential=credential, required_scopes=REQUIRED, caller=CALLER).SerializeToString()
+
+
+# -- Python client helpers (warm-up, checks, churn) ---------------------------
+
+
+def new_channel(port: int, n: int) -> grpc.Channel:
+    # A local subchannel pool and a distinct argument: a new TCP connection per channel.
+    return grpc.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1), ("bench.channel", n)]
+    )
+
+
+def channels_per_worker(server: RealServer, probe: str) -> list[grpc.Channel]:
+    """One channel (connection) per worker, found by watching which worker's counters move."""
+    found: dict[int, grpc.Channel] = {}
+    spare = []
+    for n in range(400):
+        channel = new_channel(server.port, n)
+        before = [s["authenticate"].get("ok", 0) for s in server.stats()]
+        pb_grpc.AuthServiceStub(channel).Authenticate(pb.AuthenticateRequest(credential=probe), timeout=10)
+        after = [s["authenticate"].get("ok", 0) for s in server.stats()]
+        moved = [i for i in range(WORKERS) if after[i] != before[i]]
+        if len(moved) == 1 and moved[0] not in found:
+            found[moved[0]] = channel
+            if len(found) == WORKERS:
+                break
+        else:
+            spare.append(channel)
+    for channel in spare:
+        channel.close()
+    if len(found) < WORKERS:
+        raise RuntimeError("could not reach every worker with a dedicated connection")
+    return [found[i] for i in range(WORKERS)]
+
+
+def call_all(channel: grpc.Channel, credentials: list[str], window: int = 64) -> dict[str, int]:
+    """Authenticate each credential once over ``channel``, pipelined; outcome counts."""
+    stub = pb_grpc.AuthServiceStub(channel)
+    outcomes: dict[str, int] = {}
+    pending: deque = deque()
+
+    def settle(fut) -> None:
+        try:
+            fut.result()
+            key = "OK"
+        except grpc.RpcError as err:
+            key = err.code().name
+        outcomes[key] = outcomes.get(key, 0) + 1
+
+    for cred in credentials:
+        pending.append(stub.Authenticate.future(pb.AuthenticateRequest(credential=cred, caller=CALLER), timeout=60))
+        if len(pending) >= window:
+            settle(pending.popleft())
+    while pending:
+        settle(pending.popleft())
+    return outcomes
+
+
+def on_every_worker(channels: list[grpc.Channel], credentials: list[str]) -> list[dict[str, int]]:
+    results: list[dict[str, int]] = [{} for _ in channels]
+
+    def run(i: int) -> None:
+        results[i] = call_all(channels[i], credentials)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(channels))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def sample_status(port: int, credential: str, n: int = 20) -> dict[str, int]:
+    with new_channel(port, -1) as channel:
+        return call_all(channel, [credential] * n, window=4)
+
+
+class Churn:
+    """Revokes and rotates keys through the admin RPCs, one after the other, until stopped."""
+
+    def __init__(self, port: int, admin: str, key_ids: list[str]):
+        self.port = port
+        self.md = (("authorization", f"Bearer {admin}"),)
+        self.key_ids = key_ids
+        self.ops = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        channel = new_channel(self.port, -2)
+        stub = pb_grpc.AuthServiceStub(channel)
+        for n, key_id in enumerate(self.key_ids):
+            if self._stop.is_set():
+                break
+            try:
+                if n % 2:
+                    stub.Revoke(pb.RevokeRequest(key_id=key_id, reason="bench"), metadata=self.md, timeout=10)
+                else:
+                    stub.Rotate(pb.RotateRequest(key_id=key_id), metadata=self.md, timeout=10)
+                self.ops += 1
+            except grpc.RpcError:
+                self.failures += 1
+        channel.close()
+
+    def __enter__(self) -> Churn:
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.elapsed = time.monotonic() - self.started
+
+
+# -- measuring a case -----------------------------------------------------------
+
+
+def sum_outcomes(before: list[dict], after: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for b, a in zip(before, after, strict=True):
+        for reason, count in a["authenticate"].items():
+            delta = count - b["authenticate"].get(reason, 0)
+            if delta:
+                out[reason] = out.get(reason, 0) + delta
+    return out
+
+
+def sum_field(before: list[dict], after: list[dict], section: str, name: str) -> int:
+    return sum(a[section][name] - b[section][name] for b, a in zip(before, after, strict=True))
+
+
+def measured(h2load, server, frames, workdir, name, *, expect: str, clients=None, streams=None, duration=None):
+    """One h2load run over ``frames`` with server-side outcome accounting."""
+    duration = duration or DURATION
+    period = max(0.0002, duration / max(1, len(frames)))
+    before = server.stats() if isinstance(server, RealServer) else None
+    with RotatingBody(workdir / f"body-{name}.bin", frames, period) as body:
+        result = run_h2load(
+            h2load,
+            server.port,
+            body.path,
+            workdir,
+            name,
+            duration=duration,
+            clients=clients or CONNECTIONS,
+            streams=streams or STREAMS,
+        )
+        result["distinct_requests_sent"] = min(len(frames), body.writes + 1)
+    if before is not None:
+        after = server.stats()
+        outcomes = sum_outcomes(before, after)
+        result["grpc_outcomes"] = outcomes
+        # Every frame the writer puts in the body file is well-formed, so a
+        # CREDENTIAL_MALFORMED answer can only be a body h2load read while the
+        # writer was rewriting it (a torn read): counted apart, not hidden.
+        result["torn_bodies"] = outcomes.get("CREDENTIAL_MALFORMED", 0)
+        result["errors"] = (
+            sum(v for k, v in outcomes.items() if k not in (expect, "CREDENTIAL_MALFORMED")) + result["h2_failed"]
+        )
+        result["store_statements"] = sum_field(before, after, "store", "statements")
+        result["hot_path_store_reads"] = sum_field(before, after, "store", "hot_path_reads")
+        result["feed_polls"] = sum_field(before, after, "feed", "polls")
+        result["calls_per_worker"] = [
+            sum(a["authenticate"].values()) - sum(b["authenticate"].values())
+            for b, a in zip(before, after, strict=True)
+        ]
+    else:
+        result["errors"] = result["h2_failed"] + (result["h2_done"] - result["h2_2xx"])
+    return result
+
+
+# -- the run ----------------------------------------------------------------------
+
+
+def machine() -> dict:
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import google.protobuf
+
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "os": platform.system(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "protobuf": google.protobuf.__version__,
+    }
+
+
+def main() -> int:
+    h2load = ensure_h2load()
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="woes-auth-bench-"))
+    say(f"workers={WORKERS} connections={CONNECTIONS} streams/connection={STREAMS} duration={DURATION}s")
+    pepper_text = f"bench1:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+    pepper = Pepper(Keyring.parse(pepper_text))
+    url = f"sqlite:///{workdir / 'bench.db'}"
+    n_keys = max(RSS_KEYS, WARM_KEYS + CHURN_KEYS)
+    say(f"seeding {n_keys} keys")
+    keys, admin = seed(url, pepper, n_keys)
+    warm_keys = keys[:WARM_KEYS]
+    churn_keys = keys[WARM_KEYS : WARM_KEYS + CHURN_KEYS]
+    unknown = [tokens.mint(tokens.KeyKind.SERVER).token for _ in range(WARM_KEYS)]
+    warm_frames = [grpc_frame(request_bytes(k)) for k in warm_keys]
+    unknown_frames = [grpc_frame(request_bytes(k)) for k in unknown]
+    env = dict(
+        os.environ,
+        WOES_AUTH_PEPPER=pepper_text,
+        WOES_AUTH_DATABASE_URL=url,
+        WOES_AUTH_DATA_DIR=str(workdir),
+        WOES_AUTH_LOG_LEVEL="INFO",
+        PYTHONPATH=str(ROOT),
+    )
+    env.pop("WOES_AUTH_STATS_PORT", None)
+    results: dict = {"machine": machine(), "h2load": h2load_version(h2load), "cases": {}}
+    results["settings"] = {
+        "workers": WORKERS,
+        "connections": CONNECTIONS,
+        "streams_per_connection": STREAMS,
+        "duration_s": DURATION,
+        "warm_keys": WARM_KEYS,
+        "rss_keys": RSS_KEYS,
+        "feed_interval_s": float(os.environ.get("WOES_AUTH_FEED_INTERVAL", 0.25)),
+    }
+    cases = results["cases"]
+    port = free_port_block(1)
+
+    # Size of a real response, for the baseline.
+    sample_response = pb.AuthenticateResponse(
+        principal=res.Principal(
+            key_id=tokens.parse(warm_keys[0]).key_id, workspace_id="ws-0000", kind=res.KEY_KIND_SERVER, scopes=SCOPES
+        )
+    ).SerializeToString()
+
+    # 1. baseline
+    say("case 1: baseline (pre-built response, request not read)")
+    base = BaselineServer(workdir, env, port, sample_response)
+    try:
+        before = sample_status(port, warm_keys[0])
+        measured(h2load, base, warm_frames, workdir, "baseline-warmup", expect="ok", duration=2)
+        cases["baseline"] = measured(h2load, base, warm_frames, workdir, "baseline", expect="ok")
+        cases["baseline"]["python_sample_status"] = {"before": before, "after": sample_status(port, warm_keys[0])}
+        say("serial latency, baseline")
+        results["serial_baseline"] = measured(
+            h2load,
+            base,
+            warm_frames,
+            workdir,
+            "baseline-serial",
+            expect="ok",
+            clients=1,
+            streams=1,
+            duration=max(3, DURATION // 2),
+        )
+    finally:
+        base.stop()
+    time.sleep(1)
+
+    server = RealServer(workdir, env, port, "main")
+    results["server_command"] = server.command
+    rss_at_start = [round(s["rss_bytes"] / 2**20, 1) for s in server.stats()]
+    try:
+        # 3. cold: right after start, nothing cached.
+        say("case 3: cold cache, right after start")
+        cases["cold"] = measured(h2load, server, warm_frames, workdir, "cold", expect="ok")
+        # 2. warm: every worker has every key of the set.
+        say(f"case 2: warm cache, {WARM_KEYS} keys on every worker")
+        channels = channels_per_worker(server, warm_keys[0])
+        warmups = on_every_worker(channels, warm_keys)
+        cases["warm"] = measured(h2load, server, warm_frames, workdir, "warm", expect="ok")
+        cases["warm"]["warm_up_outcomes_per_worker"] = warmups
+        say("serial latency, warm")
+        results["serial_warm"] = measured(
+            h2load,
+            server,
+            warm_frames,
+            workdir,
+            "warm-serial",
+            expect="ok",
+            clients=1,
+            streams=1,
+            duration=max(3, DURATION // 2),
+        )
+        # 4. the flood: well-formed unknown credentials, after each was seen once by every worker.
+        say(f"case 4: flood of {len(unknown)} well-formed unknown credentials")
+        flood_warmup = on_every_worker(channels, unknown)
+        cases["flood"] = measured(h2load, server, unknown_frames, workdir, "flood", expect="CREDENTIAL_UNKNOWN")
+        cases["flood"]["warm_up_outcomes_per_worker"] = flood_warmup
+        calls = max(1, sum(cases["flood"]["grpc_outcomes"].values()))
+        cases["flood"]["store_reads_per_1000_calls"] = 1000 * cases["flood"]["hot_path_store_reads"] / calls
+        cases["flood"]["store_statements_per_1000_calls"] = 1000 * cases["flood"]["store_statements"] / calls
+        # 5. warm traffic while another client revokes and rotates other cached keys.
+        say("case 5: warm traffic while keys are revoked and rotated continuously")
+        on_every_worker(channels, churn_keys)
+        churn_ids = [tokens.parse(k).key_id for k in churn_keys]
+        with Churn(port, admin, churn_ids) as churn:
+            cases["churn"] = measured(h2load, server, warm_frames, workdir, "churn", expect="ok")
+        cases["churn"]["churn_ops_per_s"] = churn.ops / churn.elapsed
+        cases["churn"]["churn_failures"] = churn.failures
+        # RSS with RSS_KEYS cached keys on every worker.
+        say(f"memory: caching {RSS_KEYS} keys on every worker")
+        rss_outcomes = on_every_worker(channels, keys[:RSS_KEYS])
+        stats = server.stats()
+        results["memory"] = {
+            "cached_keys_per_worker": [s["cache"]["entries"] for s in stats],
+            "rss_mb_per_worker": [round(s["rss_bytes"] / 2**20, 1) for s in stats],
+            "rss_mb_per_worker_at_start": rss_at_start,
+            "warm_up_outcomes_per_worker": rss_outcomes,
+        }
+        for channel in channels:
+            channel.close()
+    finally:
+        server.stop()
+
+    base_rate = cases["baseline"]["calls_per_s"] or 1
+    for case in cases.values():
+        case["ratio_to_baseline"] = case["calls_per_s"] / base_rate
+        if cases["baseline"].get("p99_ms"):
+            case["p99_ratio_to_baseline"] = case.get("p99_ms", 0) / cases["baseline"]["p99_ms"]
+    results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    results["command"] = "make bench  (= .venv/bin/python bench/run.py)"
+    out = ROOT / "bench" / "results" / "latest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(table(results))
+    say(f"wrote {out.relative_to(ROOT)}; server logs and h2load logs in {workdir}")
+    return 0
+
+
+def table(r: dict) -> str:
+    m = r["machine"]
+    s = r["settings"]
+    lines = [
+        f"Machine: {m['cores']} cores, {m['cpu']}, {m['os']}; Python {m['python']}, grpcio {m['grpcio']}, "
+        f"protobuf {m['protobuf']}; {r['h2load']}.",
+        f"Load: h2load, {s['connections']} connections x {s['streams_per_connection']} streams, {s['duration_s']} s per case; "
+        f"{s['workers']} workers; server and h2load share the machine.",
+        "",
+        "| case | calls/s | vs baseline | p50 ms | p99 ms | p99 vs baseline | errors | torn bodies |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    names = {
+        "baseline": "1. baseline: pre-built response, request not read",
+        "warm": f"2. Authenticate, warm cache, {s['warm_keys']:,} keys",
+        "cold": "3. Authenticate, cold cache right after start",
+        "flood": "4. flood of well-formed unknown credentials",
+        "churn": "5. Authenticate during continuous revoke/rotate",
+    }
+    for key in ("baseline", "warm", "cold", "flood", "churn"):
+        c = r["cases"][key]
+        lines.append(
+            f"| {names[key]} | {c['calls_per_s']:,.0f} | {100 * c['ratio_to_baseline']:.0f} % | {c.get('p50_ms', 0):.2f} | "
+            f"{c.get('p99_ms', 0):.2f} | {c.get('p99_ratio_to_baseline', 0):.2f}x | {c['errors']} | "
+            f"{c.get('torn_bodies', '-')} |"
+        )
+    flood = r["cases"]["flood"]
+    churn = r["cases"]["churn"]
+    mem = r["memory"]
+    lines += [
+        "",
+        f"- Serial latency (1 connection, 1 call at a time): baseline p50 {r['serial_baseline'].get('p50_ms', 0):.3f} ms / "
+        f"p99 {r['serial_baseline'].get('p99_ms', 0):.3f} ms; Authenticate warm p50 {r['serial_warm'].get('p50_ms', 0):.3f} ms / "
+        f"p99 {r['serial_warm'].get('p99_ms', 0):.3f} ms.",
+        f"- Flood: {flood['store_reads_per_1000_calls']:.2f} store reads per 1,000 calls after warm-up "
+        f"({flood['hot_path_store_reads']} in {sum(flood['grpc_outcomes'].values()):,} calls); all store statements incl. "
+        f"the change-feed polls ({flood['feed_polls']} polls): {flood['store_statements_per_1000_calls']:.2f} per 1,000 calls.",
+        f"- Churn: {churn['churn_ops_per_s']:.1f} revokes+rotations/s through the admin RPCs during case 5.",
+        f"- Memory: {', '.join(f'{k:,}' for k in mem['cached_keys_per_worker'])} cached keys per worker; "
+        f"RSS {', '.join(str(x) for x in mem['rss_mb_per_worker'])} MB per worker "
+        f"({', '.join(str(x) for x in mem['rss_mb_per_worker_at_start'])} MB at start).",
+        f"- Command: `make bench`; server: `{r['server_command']}`.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
