@@ -191,6 +191,10 @@ class VerifiedCache:
 
     # -- invalidation -----------------------------------------------------
 
+    def holds(self, key_id: str) -> bool:
+        """Whether a verified entry of ``key_id`` is cached."""
+        return key_id in self._digest_by_key
+
     def invalidate(self, key_id: str) -> None:
         """Forget everything about ``key_id`` (positive and negative)."""
         with self._lock:

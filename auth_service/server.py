@@ -109,7 +109,15 @@ def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = No
     )
     usage = UsageRecorder(store, interval=settings.usage_flush)
     manager = CredentialManager(store, pepper, cache, usage, outage_window=settings.outage_window)
-    feed = ChangeFeedFollower(store, lambda key_id, _change: cache.invalidate(key_id), interval=settings.feed_interval)
+
+    def on_change(key_id: str, change: str) -> None:
+        # An "issued" change only matters to the negative cache: a verified entry of the same key was
+        # read after the issue committed (and every later change has its own entry).
+        if change == "issued" and cache.holds(key_id):
+            return
+        cache.invalidate(key_id)
+
+    feed = ChangeFeedFollower(store, on_change, interval=settings.feed_interval)
     manager.feed_staleness = feed.staleness
 
     server = new_grpc_server()
