@@ -111,11 +111,12 @@ def build(settings: Settings, pepper: Pepper, store: CredentialStore | None = No
     manager = CredentialManager(store, pepper, cache, usage, outage_window=settings.outage_window)
 
     def on_change(key_id: str, change: str) -> None:
-        # An "issued" change only matters to the negative cache: a verified entry of the same key was
+        # An "issued" change only matters to the negative cache: a verified entry of the same key is
         # read after the issue committed (and every later change has its own entry).
-        if change == "issued" and cache.holds(key_id):
-            return
-        cache.invalidate(key_id)
+        if change == "issued":
+            cache.forget_unknown(key_id)
+        else:
+            cache.invalidate(key_id)
 
     feed = ChangeFeedFollower(store, on_change, interval=settings.feed_interval)
     manager.feed_staleness = feed.staleness
