@@ -20,7 +20,9 @@ venv: $(STAMP)
 protos: $(STAMP)
 	$(BIN)/python -m auth_service.protogen $(GEN)
 
+# Apply any pending schema migration first, so an existing development database keeps working.
 run: $(STAMP)
+	$(BIN)/woes-auth db upgrade
 	$(BIN)/woes-auth serve
 
 # pytest exits 5 when it collects nothing: say so and fail, since an empty run proves nothing.

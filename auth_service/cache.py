@@ -111,6 +111,8 @@ class VerifiedCache:
         self._generation = 0
         self._invalidated_at: dict[str, int] = {}
         self._invalidation_floor = 0
+        self._known_since: dict[str, int] = {}  # key id -> generation at which it was issued
+        self._negative_floor = 0
         self.hits = 0
         self.misses = 0
         self.negative_hits = 0
@@ -184,12 +186,26 @@ class VerifiedCache:
         with self._lock:
             if generation < self._invalidation_floor or self._invalidated_at.get(key_id, -1) > generation:
                 return
+            if generation < self._negative_floor or self._known_since.get(key_id, -1) > generation:
+                return
             table[key] = time.monotonic() + self.negative_ttl
             table.move_to_end(key)
             while len(table) > self.negative_max_entries:
                 table.popitem(last=False)
 
     # -- invalidation -----------------------------------------------------
+
+    def forget_unknown(self, key_id: str) -> None:
+        """``key_id`` was just issued: drop what says it does not exist, and keep lookups that read
+        the store before now from remembering it as unknown. Verified entries stay (and may still be
+        put): they were read after the issue committed."""
+        with self._lock:
+            self._generation += 1
+            self._known_since[key_id] = self._generation
+            if len(self._known_since) > 10_000:
+                self._known_since.clear()
+                self._negative_floor = self._generation
+            self._neg_key_ids.pop(key_id, None)
 
     def invalidate(self, key_id: str) -> None:
         """Forget everything about ``key_id`` (positive and negative)."""

@@ -2,6 +2,7 @@
 
     woes-auth serve              run the service
     woes-auth bootstrap-admin    create an admin credential (printed once, last line of stdout)
+    woes-auth db upgrade|status  apply the schema migrations / show the schema revision
     woes-auth keys issue|list|get|rotate|revoke
                                  admin tooling over gRPC against a running server
     woes-auth dev-certs --out DIR
@@ -89,7 +90,10 @@ def cmd_bootstrap_admin(args: argparse.Namespace) -> int:
     logs.setup(settings.log_level)
     pepper, note = load_pepper(settings, create=True)
     log.info(note)
-    store = SqlStore(settings.resolved_database_url())
+    from .server import check_schema
+
+    check_schema(settings.resolved_database_url())
+    store = SqlStore(settings.resolved_database_url(), create_schema=False)
     try:
         issued = CredentialManager(store, pepper).bootstrap_admin(args.name, permissions=tuple(args.permission or ()))
     except AuthError as exc:
@@ -102,6 +106,40 @@ def cmd_bootstrap_admin(args: argparse.Namespace) -> int:
     print("it is not stored anywhere and cannot be shown again.")
     print(issued.secret)
     return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from .errors import StoreUnavailable
+    from .server import _safe_url
+    from .store import SqlStore, migrate
+
+    settings = _settings(args)
+    logs.setup(settings.log_level)
+    url = settings.resolved_database_url()
+    if args.db_command == "upgrade" and args.sql:
+        migrate.upgrade_sql(url)
+        return 0
+    store = SqlStore(url, create_schema=False)
+    try:
+        before = store.schema_status()
+        if args.db_command == "status":
+            print(f"{_safe_url(url)}: {migrate.describe(before)}")
+            return 0 if before.up_to_date else 1
+        if before.up_to_date:
+            print(f"{_safe_url(url)}: already at revision {before.head}; nothing to do")
+            return 0
+        if before.current is not None and not before.known:
+            print(f"woes-auth: {migrate.describe(before)}; refusing to touch it", file=sys.stderr)
+            return 1
+        store.upgrade_schema()
+        after = store.schema_status()
+        print(f"{_safe_url(url)}: upgraded from {before.current or 'an empty database'} to revision {after.current}")
+        return 0
+    except StoreUnavailable:
+        print(f"woes-auth: cannot reach the database {_safe_url(url)}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
 
 
 # -- admin commands over gRPC ---------------------------------------------------
@@ -278,6 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     _add_storage_flags(boot)
     boot.set_defaults(func=cmd_bootstrap_admin)
+
+    db = sub.add_parser("db", help="database schema: migrations")
+    dbs = db.add_subparsers(dest="db_command", required=True)
+    up = dbs.add_parser("upgrade", help="apply every migration the database lacks (safe to repeat)")
+    up.add_argument("--sql", action="store_true", help="print the SQL of a full upgrade instead of running it")
+    st = dbs.add_parser("status", help="show the schema revision; exit 1 unless up to date")
+    for p in (up, st):
+        p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+        _add_storage_flags(p)
+    db.set_defaults(func=cmd_db)
 
     keys = sub.add_parser("keys", help="manage keys through a running server")
     keys.add_argument("--server", help="host:port of the server (env WOES_AUTH_SERVER, default WOES_AUTH_LISTEN)")

@@ -25,6 +25,7 @@ from .cache import VerifiedCache
 from .config import ConfigError, Settings, is_loopback, load_pepper, parse_rate, split_listen
 from .credentials import CredentialManager
 from .crypto import Pepper
+from .errors import StoreUnavailable
 from .feed import ChangeFeedFollower
 from .interceptors import CallGate, cached_and_live
 from .metrics import Metrics
@@ -32,6 +33,7 @@ from .model import ModelServices, build_model, load_ring
 from .policy import load_policy
 from .stats import STATS_HOST, StatsEndpoint
 from .store import CredentialStore, SqlStore
+from .store.migrate import SchemaNotCurrent
 from .store.model_sql import ModelStore
 from .throttle import Throttle
 from .tls import TlsFiles, server_credentials
@@ -125,7 +127,16 @@ def build(
     )
     usage = UsageRecorder(store, interval=settings.usage_flush)
     manager = CredentialManager(store, pepper, cache, usage, outage_window=settings.outage_window)
-    feed = ChangeFeedFollower(store, lambda key_id, _change: cache.invalidate(key_id), interval=settings.feed_interval)
+
+    def on_change(key_id: str, change: str) -> None:
+        # An "issued" change only matters to the negative cache: a verified entry of the same key is
+        # read after the issue committed (and every later change has its own entry).
+        if change == "issued":
+            cache.forget_unknown(key_id)
+        else:
+            cache.invalidate(key_id)
+
+    feed = ChangeFeedFollower(store, on_change, interval=settings.feed_interval)
     manager.feed_staleness = feed.staleness
 
     metrics = Metrics(cache, feed.staleness) if settings.metrics_listen else None
@@ -201,7 +212,27 @@ def start(runtime: Runtime) -> Runtime:
             raise ConfigError(f"cannot serve metrics on {runtime.metrics_listen}: {exc.strerror}") from None
     for name in ("", rpc.SERVICE_NAME):
         runtime.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    threading.Thread(target=_watch_health, args=(runtime,), name="woes-auth-health", daemon=True).start()
     return runtime
+
+
+def _watch_health(runtime: Runtime, every: float = 0.5) -> None:
+    """NOT_SERVING while the process cannot serve at all: the store has been unreachable for longer
+    than the outage window, so even cached credentials are refused (UNAVAILABLE). SERVING again as
+    soon as the change feed reads the store."""
+    serving = True
+    while not runtime.stopped.wait(every):
+        ok = runtime.feed.staleness() <= runtime.settings.outage_window
+        if ok == serving:
+            continue
+        serving = ok
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        if ok:
+            log.warning("health SERVING again: the credential store is reachable")
+        else:
+            log.error("health NOT_SERVING: the credential store has been unreachable past the outage window")
+        for name in ("", rpc.SERVICE_NAME):
+            runtime.health.set(name, status)
 
 
 def _safe_url(url: str) -> str:
@@ -218,7 +249,8 @@ def serve_one(settings: Settings, pepper: Pepper, worker: int | None = None) -> 
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    runtime = build(settings, pepper)
+    # The schema was checked by serve() before any worker existed: never create it here.
+    runtime = build(settings, pepper, SqlStore(settings.resolved_database_url(), create_schema=False))
     runtime.worker = worker
     start(runtime)
     if settings.stats_port:
@@ -254,8 +286,9 @@ def serve(settings: Settings) -> int:
     settings.validate()
     pepper, note = load_pepper(settings, create=True)
     log.info(note)
-    # Create the schema once, before any worker exists (and before any gRPC object: fork safety).
-    schema_store = SqlStore(settings.resolved_database_url())
+    # Check the schema once, before any worker exists (and before any gRPC object: fork safety).
+    check_schema(settings.resolved_database_url())
+    schema_store = SqlStore(settings.resolved_database_url(), create_schema=False)
     try:
         _kek_ring, kek_note = load_ring(settings, ModelStore(schema_store), create=True)
     finally:
@@ -269,6 +302,20 @@ def serve(settings: Settings) -> int:
     if port == 0:
         raise ConfigError("several workers need a fixed port (they share it with SO_REUSEPORT)")
     return _supervise(settings, pepper, workers)
+
+
+def check_schema(url: str) -> None:
+    """Refuse to start on a schema older than the code (naming ``woes-auth db upgrade``); a new,
+    empty embedded SQLite database gets its schema created (see :func:`auth_service.store.migrate.prepare`)."""
+    store = SqlStore(url, create_schema=False)
+    try:
+        store.prepare_schema()
+    except SchemaNotCurrent as exc:
+        raise ConfigError(str(exc)) from None
+    except StoreUnavailable:
+        raise ConfigError(f"cannot reach the database {_safe_url(url)}; check WOES_AUTH_DATABASE_URL") from None
+    finally:
+        store.close()
 
 
 def _supervise(settings: Settings, pepper: Pepper, workers: int) -> int:

@@ -121,7 +121,7 @@ PG_SKIP_MESSAGE = (
 def postgres_admin_url():
     """A URL of the PostgreSQL server's `postgres` database, or skip (fail under CI=true)."""
     if not postgres_reachable():
-        if os.environ.get("CI", "").lower() == "true":
+        if _ci():
             pytest.fail("CI=true but PostgreSQL is not reachable at 127.0.0.1:5432")
         pytest.skip(PG_SKIP_MESSAGE)
     return os.environ.get("WOES_AUTH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -149,6 +149,38 @@ def postgres_url(postgres_admin_url):
             )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+_PG_SKIPPED: list[str] = []
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses PostgreSQL carries the ``postgres`` marker (so its skips are counted)."""
+    for item in items:
+        if {"postgres_url", "postgres_admin_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and "postgres" in report.keywords:
+        _PG_SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under CI=true a skipped PostgreSQL test fails the run, whatever made it skip."""
+    if _ci() and _PG_SKIPPED:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = [f"CI=true but {len(_PG_SKIPPED)} PostgreSQL test(s) were skipped:"] + _PG_SKIPPED[:20]
+        for line in lines:
+            if reporter is not None:
+                reporter.write_line(line, red=True)
+            else:
+                print(line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -93,6 +93,12 @@ class CredentialStore(abc.ABC):
     @abc.abstractmethod
     def list_audit(self, key_id: str = "", limit: int = 100) -> list[AuditEvent]: ...
 
+    def change_listener(self):
+        """An object whose ``run(wake, stop)`` calls ``wake()`` soon after any change is committed
+        (PostgreSQL LISTEN/NOTIFY), or ``None`` where the store cannot push changes: followers
+        then rely on polling alone."""
+        return None
+
     @property
     @abc.abstractmethod
     def query_count(self) -> int:

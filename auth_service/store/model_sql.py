@@ -188,17 +188,10 @@ class NameTaken(Exception):
 class ModelStore:
     """Queries over the tables above, through a :class:`SqlStore`'s engines."""
 
-    def __init__(self, sql: SqlStore, *, create_schema: bool = True):
+    def __init__(self, sql: SqlStore):
+        # The tables come from the migrations (auth_service/migrations), applied by
+        # SqlStore(create_schema=True) or `woes-auth db upgrade`; never created here.
         self.sql = sql
-        if create_schema:
-            sql._guard(lambda: self._create_schema(sql))
-
-    @staticmethod
-    def _create_schema(sql: SqlStore) -> None:
-        metadata.create_all(sql._write, tables=[*MODEL_TABLES, audit_events])
-        with sql._write.begin() as conn:
-            for index in AUDIT_INDEXES:
-                index.create(conn, checkfirst=True)
 
     def _reading(self, fn):
         return self.sql._reading(fn)

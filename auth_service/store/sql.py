@@ -45,7 +45,17 @@ from ..models import AuditEvent, KeyRecord, StoredState, UsageDelta
 from ..tokens import KeyKind
 from .interface import Change, CredentialStore, RequestIdTaken, RotateConflict
 
-metadata = MetaData()
+# Named constraints: later migrations can alter them on SQLite too (batch mode needs names).
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+"""Every table of the service, including those declared in other modules; migrations target it."""
 
 _BigInt = BigInteger().with_variant(Integer, "sqlite")
 
@@ -86,6 +96,9 @@ changes = Table(
     Column("key_id", String(32), nullable=False),
     Column("change", String(16), nullable=False),
     Column("time_us", BigInteger, nullable=False),
+    # Never reuse a sequence number on SQLite, even after pruning empties the table:
+    # followers remember the last number they saw.
+    sqlite_autoincrement=True,
 )
 
 audit_events = Table(
@@ -122,6 +135,21 @@ def from_us(value: int | None) -> datetime | None:
 
 
 T = TypeVar("T")
+
+CHANGE_CHANNEL = "woes_auth_key_changes"
+"""PostgreSQL NOTIFY channel: a transaction that adds to ``key_changes`` notifies it (at commit)."""
+
+# libpq settings so that nothing waits forever on a database that went away (a dropped
+# connection, a partition, a stuck server). Any of them given in the URL's query wins.
+PG_CONNECT_DEFAULTS: dict[str, object] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+    "options": "-c statement_timeout=5000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=60000",
+}
 
 _OUTAGE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
@@ -229,6 +257,9 @@ class SqlStore(CredentialStore):
     """The SQLAlchemy driver. ``url`` is any SQLAlchemy URL (sqlite or postgresql+psycopg)."""
 
     def __init__(self, url: str, *, create_schema: bool = True):
+        """Open the store. With ``create_schema`` the migrations are applied up to the newest
+        revision (for tools and tests); ``serve`` passes ``False`` and checks the revision instead
+        (see :mod:`auth_service.store.migrate`)."""
         parsed = make_url(url)
         self.url = url
         self.dialect = parsed.get_backend_name()
@@ -241,19 +272,52 @@ class SqlStore(CredentialStore):
             self._read = _sqlite_engine(url, immediate=False)
             self._write = _sqlite_engine(url, immediate=True)
         else:
+            connect_args: dict = {}
+            if self.dialect == "postgresql":
+                connect_args = {k: v for k, v in PG_CONNECT_DEFAULTS.items() if k not in parsed.query}
             self._read = create_engine(
                 url,
                 pool_size=8,
                 max_overflow=8,
                 pool_pre_ping=True,
                 pool_timeout=5,
-                connect_args={"connect_timeout": 5} if self.dialect == "postgresql" else {},
+                connect_args=connect_args,
             )
             self._write = self._read
         for engine in {self._read, self._write}:
             event.listen(engine, "before_cursor_execute", self._count)
         if create_schema:
-            self._guard(lambda: metadata.create_all(self._write))
+            self.upgrade_schema()
+
+    # -- schema -----------------------------------------------------------
+
+    def upgrade_schema(self) -> None:
+        """Apply the migrations up to the newest revision."""
+        from . import migrate
+
+        self._guard(lambda: migrate.upgrade(self._write))
+
+    def schema_status(self):
+        """Where the database's schema is against the code (:class:`migrate.SchemaStatus`)."""
+        from . import migrate
+
+        return self._guard(lambda: migrate.status(self._write))
+
+    def prepare_schema(self):
+        """Create the schema in a new embedded database, or check that it is current.
+
+        Raises :class:`migrate.SchemaNotCurrent` with a message naming ``woes-auth db upgrade``.
+        """
+        from . import migrate
+
+        return self._guard(lambda: migrate.prepare(self._write))
+
+    def change_listener(self):
+        if self.dialect != "postgresql":
+            return None
+        from .pg_listen import PgChangeListener
+
+        return PgChangeListener(self.url, CHANGE_CHANNEL)
 
     # -- plumbing ---------------------------------------------------------
 
@@ -293,6 +357,11 @@ class SqlStore(CredentialStore):
 
         return self._guard(run)
 
+    def _notify(self, conn: Connection) -> None:
+        """Wake the followers listening on PostgreSQL; delivered when (and only if) the transaction commits."""
+        if self.dialect == "postgresql":
+            conn.execute(select(func.pg_notify(CHANGE_CHANNEL, "")))
+
     def close(self) -> None:
         self._read.dispose()
         if self._write is not self._read:
@@ -317,6 +386,7 @@ class SqlStore(CredentialStore):
                     return RequestIdTaken(_row_to_record(row))
             conn.execute(insert(keys).values(**_record_to_row(record)))
             conn.execute(insert(changes).values(**_change_row(record.key_id, "issued", record.create_time)))
+            self._notify(conn)
             conn.execute(insert(audit_events).values(**_audit_row(audit)))
             return record
 
@@ -363,6 +433,7 @@ class SqlStore(CredentialStore):
             conn.execute(insert(keys).values(**_record_to_row(new)))
             conn.execute(insert(changes).values(**_change_row(key_id, "rotated", new.create_time)))
             conn.execute(insert(changes).values(**_change_row(new.key_id, "issued", new.create_time)))
+            self._notify(conn)
             conn.execute(insert(audit_events).values(**_audit_row(audit)))
             return _row_to_record(row), new
 
@@ -384,6 +455,7 @@ class SqlStore(CredentialStore):
             changed = done.rowcount == 1
             if changed:
                 conn.execute(insert(changes).values(**_change_row(key_id, "revoked", now)))
+                self._notify(conn)
             # The caller knows only the key id: the audit row names the key's workspace too.
             row_audit = {**_audit_row(audit), "workspace_id": audit.workspace_id or row.workspace_id}
             conn.execute(insert(audit_events).values(**row_audit))

@@ -1,0 +1,1 @@
+"""Alembic migration environment of the woes-auth schema (run through ``auth_service.store.migrate``)."""
