@@ -250,13 +250,12 @@ def serve_one(settings: Settings, pepper: Pepper, worker: int | None = None) -> 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # The schema was checked by serve() before any worker existed: never create it here.
-    runtime = build(settings, pepper, SqlStore(settings.resolved_database_url(), create_schema=False))
+    runtime = build(settings, pepper, SqlStore(settings.resolved_database_url(), create_schema=False), worker=worker)
     runtime.worker = worker
     start(runtime)
     if settings.stats_port:
         runtime.stats_endpoint = StatsEndpoint(runtime, settings.stats_port + (worker or 0)).start()
         log.info("stats on http://%s:%d/stats", STATS_HOST, runtime.stats_endpoint.port)
-    runtime = start(build(settings, pepper, worker=worker))
     host, _ = split_listen(settings.listen)
     if settings.tls_enabled:
         mode = "mTLS: client certificates signed by the client CA required"

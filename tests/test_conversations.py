@@ -185,9 +185,14 @@ def test_verification_cost_does_not_grow_with_conversations(world):
     _verify(srv, w1.secret, "conv-1", secret)  # warm the widget key cache
 
     def queries_per_verify():
-        before = srv.runtime.store.query_count
-        _verify(srv, w1.secret, "conv-1", secret)
-        return srv.runtime.store.query_count - before
+        # The store counts every statement of the process, the change feed's background polls
+        # included; those only ever add, so the least of a few verifications is the verify's own cost.
+        counts = []
+        for _ in range(5):
+            before = srv.runtime.store.query_count
+            _verify(srv, w1.secret, "conv-1", secret)
+            counts.append(srv.runtime.store.query_count - before)
+        return min(counts)
 
     small = queries_per_verify()
     for n in range(150):  # many conversations, many revoked: rows the verification must not scan
