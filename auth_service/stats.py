@@ -90,6 +90,8 @@ def snapshot(runtime: Runtime) -> dict:
             "healthy": feed.healthy,
         },
         "usage_pending_keys": runtime.usage.pending(),
+        # Calls the throttle refused before they reached a handler (TOO_MANY_FAILURES), by bucket.
+        "throttled": dict(runtime.gate.throttle.refused) if runtime.gate is not None else {},
     }
 
 

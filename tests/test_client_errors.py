@@ -202,3 +202,49 @@ def test_reason_is_trusted_only_with_its_code_and_domain_and_credentials_are_mas
     finally:
         client.close()
         fake.stop()
+
+
+def test_verify_conversation_secret_and_its_typed_refusals(live_server, client):
+    from woes.auth.v1 import conversations_pb2 as cpb
+    from woes_auth_client import (
+        ConversationAccess,
+        ConversationSecretInvalid,
+        ConversationSecretRevoked,
+        ConversationWorkspaceMismatch,
+    )
+
+    widget_a = issue(live_server, "ws-conv-a", kind=res.KEY_KIND_WIDGET)
+    widget_b = issue(live_server, "ws-conv-b", kind=res.KEY_KIND_WIDGET)
+    secret = live_server.stub.IssueConversationSecret(
+        cpb.IssueConversationSecretRequest(public_key=widget_a.secret, conversation_id="conv-1")
+    ).secret
+    got = client.verify_conversation_secret(widget_a.secret, "conv-1", secret)
+    assert got == ConversationAccess(
+        workspace_id="ws-conv-a", conversation_id="conv-1", widget_key_id=widget_a.key.key_id
+    )
+
+    expect(
+        ConversationSecretInvalid, client.verify_conversation_secret, widget_a.secret, "conv-2", secret, secret=secret
+    )
+    expect(
+        ConversationWorkspaceMismatch,
+        client.verify_conversation_secret,
+        widget_b.secret,
+        "conv-1",
+        secret,
+        secret=secret,
+    )
+    live_server.stub.RevokeConversationSecret(
+        cpb.RevokeConversationSecretRequest(workspace_id="ws-conv-a", conversation_id="conv-1"),
+        metadata=live_server.admin_md,
+    )
+    expect(
+        ConversationSecretRevoked, client.verify_conversation_secret, widget_a.secret, "conv-1", secret, secret=secret
+    )
+
+    async def run():
+        async with AsyncAuthClient(live_server.target) as aclient:
+            with pytest.raises(ConversationSecretRevoked):
+                await aclient.verify_conversation_secret(widget_a.secret, "conv-1", secret)
+
+    asyncio.run(run())

@@ -18,6 +18,10 @@ from .errors import (
     AuthDeadlineExceeded,
     AuthError,
     AuthUnavailable,
+    CallerNotAllowed,
+    ConversationSecretInvalid,
+    ConversationSecretRevoked,
+    ConversationWorkspaceMismatch,
     CredentialExpired,
     CredentialKindNotAccepted,
     CredentialMalformed,
@@ -27,6 +31,7 @@ from .errors import (
     FailedPrecondition,
     InsufficientScope,
     InternalError,
+    InternalPermissionRequired,
     InvalidArgument,
     KeyNotFound,
     KeyNotRotatable,
@@ -36,11 +41,12 @@ from .errors import (
     PermissionDenied,
     RequestIdReused,
     StoreUnavailable,
+    TooManyFailures,
     Unauthenticated,
     WidgetKeyNotApiCredential,
 )
 from .interceptor import AsyncAuthInterceptor, AuthInterceptor, bearer_credential, current_principal, principal_or_none
-from .types import Principal, WidgetKey
+from .types import ConversationAccess, Principal, WidgetKey
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -54,6 +60,11 @@ __all__ = [
     "AuthError",
     "AuthInterceptor",
     "AuthUnavailable",
+    "CallerNotAllowed",
+    "ConversationAccess",
+    "ConversationSecretInvalid",
+    "ConversationSecretRevoked",
+    "ConversationWorkspaceMismatch",
     "ChannelSettings",
     "CredentialExpired",
     "CredentialKindNotAccepted",
@@ -64,6 +75,7 @@ __all__ = [
     "FailedPrecondition",
     "InsufficientScope",
     "InternalError",
+    "InternalPermissionRequired",
     "InvalidArgument",
     "KeyNotFound",
     "KeyNotRotatable",
@@ -76,6 +88,7 @@ __all__ = [
     "RequestIdReused",
     "RetryPolicy",
     "StoreUnavailable",
+    "TooManyFailures",
     "TLSConfig",
     "Unauthenticated",
     "WidgetKey",

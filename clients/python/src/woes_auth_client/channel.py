@@ -21,7 +21,7 @@ SERVICE_NAME = "woes.auth.v1.AuthService"
 DEFAULT_TIMEOUT = 2.0
 """Seconds for one call, retries included, unless the client or the call says otherwise."""
 
-RETRYABLE_METHODS = ("Authenticate", "VerifyWidgetKey", "GetKey", "ListKeys", "Revoke")
+RETRYABLE_METHODS = ("Authenticate", "VerifyWidgetKey", "VerifyConversationSecret", "GetKey", "ListKeys", "Revoke")
 """Methods that may be repeated safely (``Revoke`` is idempotent; ``IssueKey`` and ``Rotate`` are not retried)."""
 
 

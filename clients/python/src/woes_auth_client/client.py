@@ -14,11 +14,12 @@ from collections.abc import Iterable
 import grpc
 from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import auth_service_pb2_grpc as pb_grpc
+from woes.auth.v1 import conversations_pb2 as conv_pb
 
 from .cache import MicroCache
 from .channel import DEFAULT_TIMEOUT, ChannelSettings, RetryPolicy, TLSConfig, settings_from_env
 from .errors import from_rpc_error
-from .types import Principal, WidgetKey
+from .types import ConversationAccess, Principal, WidgetKey
 
 _DEFAULT_RETRY = RetryPolicy()
 
@@ -128,6 +129,19 @@ class AuthClient(_Base):
         )
         return WidgetKey(workspace_id=response.workspace_id, key_id=response.key_id)
 
+    def verify_conversation_secret(
+        self, public_key: str, conversation_id: str, secret: str, origin: str = "", *, timeout: float | None = None
+    ) -> ConversationAccess:
+        """Check that ``secret`` opens the history of ``conversation_id`` for this widget key and origin."""
+        response = self._call(
+            self.stub.VerifyConversationSecret,
+            conv_pb.VerifyConversationSecretRequest(
+                public_key=public_key, origin=origin, conversation_id=conversation_id, secret=secret
+            ),
+            timeout,
+        )
+        return _access(response)
+
     def close(self) -> None:
         with self._lock:
             if self._channel is not None:
@@ -191,6 +205,19 @@ class AsyncAuthClient(_Base):
         )
         return WidgetKey(workspace_id=response.workspace_id, key_id=response.key_id)
 
+    async def verify_conversation_secret(
+        self, public_key: str, conversation_id: str, secret: str, origin: str = "", *, timeout: float | None = None
+    ) -> ConversationAccess:
+        """Check that ``secret`` opens the history of ``conversation_id`` for this widget key and origin."""
+        response = await self._call(
+            self.stub.VerifyConversationSecret,
+            conv_pb.VerifyConversationSecretRequest(
+                public_key=public_key, origin=origin, conversation_id=conversation_id, secret=secret
+            ),
+            timeout,
+        )
+        return _access(response)
+
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
@@ -202,3 +229,11 @@ class AsyncAuthClient(_Base):
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
+
+
+def _access(response) -> ConversationAccess:
+    return ConversationAccess(
+        workspace_id=response.workspace_id,
+        conversation_id=response.conversation_id,
+        widget_key_id=response.widget_key_id,
+    )

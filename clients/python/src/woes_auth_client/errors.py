@@ -186,6 +186,35 @@ class StoreUnavailable(AuthUnavailable):
     """The service is up but its credential store cannot be reached."""
 
 
+class ConversationSecretInvalid(Unauthenticated):
+    """The conversation history secret does not open the conversation asked for."""
+
+
+class ConversationSecretRevoked(Unauthenticated):
+    """The conversation's secrets were revoked (or the workspace's signing key rotated)."""
+
+
+class ConversationWorkspaceMismatch(PermissionDenied):
+    """The conversation secret belongs to another workspace than the widget key."""
+
+
+class CallerNotAllowed(PermissionDenied):
+    """The calling service may not call this RPC group under woes-auth's caller policy."""
+
+
+class InternalPermissionRequired(PermissionDenied):
+    """The admin credential lacks an internal permission (metadata ``permission``)."""
+
+
+class TooManyFailures(AuthError):
+    """Too many failed authentications from this caller or for this key id: back off.
+
+    Not retried automatically: retrying a refused credential only prolongs the throttle.
+    """
+
+    default_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 REASONS: dict[str, type[AuthError]] = {
     "CREDENTIAL_MALFORMED": CredentialMalformed,
     "CREDENTIAL_UNKNOWN": CredentialUnknown,
@@ -204,6 +233,12 @@ REASONS: dict[str, type[AuthError]] = {
     "REQUEST_ID_REUSED": RequestIdReused,
     "STORE_UNAVAILABLE": StoreUnavailable,
     "INTERNAL": InternalError,
+    "CONVERSATION_SECRET_INVALID": ConversationSecretInvalid,
+    "CONVERSATION_SECRET_REVOKED": ConversationSecretRevoked,
+    "CONVERSATION_WORKSPACE_MISMATCH": ConversationWorkspaceMismatch,
+    "CALLER_NOT_ALLOWED": CallerNotAllowed,
+    "INTERNAL_PERMISSION_REQUIRED": InternalPermissionRequired,
+    "TOO_MANY_FAILURES": TooManyFailures,
 }
 """``ErrorInfo.reason`` (domain ``auth.woes``) -> exception class."""
 

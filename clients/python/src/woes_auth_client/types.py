@@ -53,3 +53,12 @@ class WidgetKey:
 
     workspace_id: str
     key_id: str
+
+
+@dataclass(frozen=True)
+class ConversationAccess:
+    """A verified conversation history secret: it opens this one conversation of this workspace."""
+
+    workspace_id: str
+    conversation_id: str
+    widget_key_id: str
