@@ -157,13 +157,24 @@ def _admin_credential(args: argparse.Namespace) -> str:
     return value
 
 
-def _call(args: argparse.Namespace, method: str, request):
+def add_server_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of every command that talks to a running server: address, admin credential, deadline, mTLS."""
+    p.add_argument("--server", help="host:port of the server (env WOES_AUTH_SERVER, default WOES_AUTH_LISTEN)")
+    p.add_argument("--admin-credential-file", help="file holding the admin credential")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+    p.add_argument("--tls-ca", default=os.environ.get("WOES_AUTH_CLIENT_TLS_CA"), help="CA of the server (mTLS)")
+    p.add_argument("--tls-cert", default=os.environ.get("WOES_AUTH_CLIENT_TLS_CERT"), help="client certificate")
+    p.add_argument("--tls-key", default=os.environ.get("WOES_AUTH_CLIENT_TLS_KEY"), help="client private key")
+
+
+def _call(args: argparse.Namespace, method: str, request, *, admin: bool = True) -> int:
+    """Call ``method`` on the server named by ``args``; print the answer as JSON (0) or the error (1)."""
     import grpc
     from google.protobuf import json_format
     from woes.auth.v1 import auth_service_pb2_grpc
 
     target = args.server or os.environ.get("WOES_AUTH_SERVER") or Settings.from_env().listen
-    metadata = (("authorization", f"Bearer {_admin_credential(args)}"),)
+    metadata = (("authorization", f"Bearer {_admin_credential(args)}"),) if admin else ()
     if args.tls_ca:
         from .tls import channel_credentials
 
@@ -328,12 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=cmd_db)
 
     keys = sub.add_parser("keys", help="manage keys through a running server")
-    keys.add_argument("--server", help="host:port of the server (env WOES_AUTH_SERVER, default WOES_AUTH_LISTEN)")
-    keys.add_argument("--admin-credential-file", help="file holding the admin credential")
-    keys.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
-    keys.add_argument("--tls-ca", default=os.environ.get("WOES_AUTH_CLIENT_TLS_CA"), help="CA of the server (mTLS)")
-    keys.add_argument("--tls-cert", default=os.environ.get("WOES_AUTH_CLIENT_TLS_CERT"), help="client certificate")
-    keys.add_argument("--tls-key", default=os.environ.get("WOES_AUTH_CLIENT_TLS_KEY"), help="client private key")
+    add_server_flags(keys)
     ks = keys.add_subparsers(dest="keys_command", required=True)
     issue = ks.add_parser("issue", help="issue a server or widget key (the secret is printed once)")
     issue.add_argument("--workspace", required=True)

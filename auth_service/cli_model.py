@@ -43,26 +43,9 @@ def _when(text: str) -> datetime:
 
 
 def _rpc(args, method: str, request, *, admin: bool = True) -> int:
-    import os
+    from .cli import _call
 
-    import grpc
-    from google.protobuf import json_format
-    from woes.auth.v1 import auth_service_pb2_grpc
-
-    from .cli import _admin_credential, _print_rpc_error
-    from .config import Settings
-
-    target = args.server or os.environ.get("WOES_AUTH_SERVER") or Settings.from_env().listen
-    metadata = (("authorization", f"Bearer {_admin_credential(args)}"),) if admin else ()
-    with grpc.insecure_channel(target) as channel:
-        stub = auth_service_pb2_grpc.AuthServiceStub(channel)
-        try:
-            response = getattr(stub, method)(request, metadata=metadata, timeout=args.timeout)
-        except grpc.RpcError as err:
-            _print_rpc_error(err)
-            return 1
-    print(json_format.MessageToJson(response, preserving_proto_field_name=True, indent=2))
-    return 0
+    return _call(args, method, request, admin=admin)
 
 
 # -- conversations ------------------------------------------------------------------
@@ -264,9 +247,9 @@ def _new_kek_id() -> str:
 
 
 def _remote(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", help="host:port of the server (env WOES_AUTH_SERVER, default WOES_AUTH_LISTEN)")
-    p.add_argument("--admin-credential-file", help="file holding the admin credential")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+    from .cli import add_server_flags
+
+    add_server_flags(p)
 
 
 def add_model_commands(sub, add_storage_flags) -> None:

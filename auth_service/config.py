@@ -37,11 +37,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .crypto import Keyring, KeyringError, Pepper, new_keyring_entry
+from .crypto import DevKeyFileError, Keyring, KeyringError, Pepper, ensure_dev_key_file
 
 log = logging.getLogger(__name__)
 
@@ -248,19 +247,10 @@ def load_pepper(settings: Settings, *, create: bool) -> tuple[Pepper, str]:
             "production mode needs a pepper from the secret manager: set WOES_AUTH_PEPPER or WOES_AUTH_PEPPER_FILE"
         )
     path = settings.dev_key_dir() / DEV_PEPPER_FILE
-    if not path.exists():
-        if not create:
-            raise ConfigError(f"no pepper configured and no development pepper at {path}; run 'woes-auth serve' once")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(new_keyring_entry("dev1") + "\n")
-        note = f"created a DEVELOPMENT pepper in {path} (0600); configure WOES_AUTH_PEPPER_FILE in production"
-    else:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigError(f"the development pepper {path} is readable by others (mode {mode:o}); chmod 600 it")
-        note = f"using the DEVELOPMENT pepper in {path}; configure WOES_AUTH_PEPPER_FILE in production"
+    try:
+        note = ensure_dev_key_file(path, "pepper", "WOES_AUTH_PEPPER_FILE", create=create)
+    except DevKeyFileError as exc:
+        raise ConfigError(f"{exc}{'' if create else '; run woes-auth serve once'}") from None
     try:
         return Pepper(Keyring.parse(path.read_text(), what="pepper")), note
     except KeyringError as exc:

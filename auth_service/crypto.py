@@ -74,6 +74,30 @@ class Keyring:
         return f"Keyring(ids={[k for k, _ in self.keys]})"
 
 
+class DevKeyFileError(Exception):
+    """A development key file is missing (and may not be created) or readable by others."""
+
+
+def ensure_dev_key_file(path, what: str, env_name: str, *, create: bool) -> str:
+    """Make sure the development key file ``path`` exists with mode 0600 (creating a random
+    ``dev1`` entry when ``create``); returns a sentence for the log, never key material."""
+    import os
+    import stat
+
+    if not path.exists():
+        if not create:
+            raise DevKeyFileError(f"no {what} configured and no development {what} at {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new_keyring_entry("dev1") + "\n")
+        return f"created a DEVELOPMENT {what} in {path} (0600); configure {env_name} in production"
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise DevKeyFileError(f"the development {what} {path} is readable by others (mode {mode:o}); chmod 600 it")
+    return f"using the DEVELOPMENT {what} in {path}; configure {env_name} in production"
+
+
 def new_keyring_entry(key_id: str) -> str:
     import secrets
 

@@ -27,7 +27,6 @@ import base64
 import logging
 import os
 import secrets
-import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .crypto import Keyring, KeyringError
+from .crypto import DevKeyFileError, Keyring, KeyringError, ensure_dev_key_file
 from .model_errors import KeyEncryptionKeyMissing, TestCredentialUnreadable
 
 log = logging.getLogger(__name__)
@@ -250,19 +249,10 @@ def load_kek_ring(
     if dev_dir is None:
         raise KekConfigError("no key-encryption key configured")
     path = dev_dir / DEV_KEK_FILE
-    if not path.exists():
-        if not create:
-            raise KekConfigError(f"no key-encryption key configured and no development key at {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(new_kek_entry("dev1") + "\n")
-        note = f"created a DEVELOPMENT key-encryption key in {path} (0600); configure WOES_AUTH_KEK_FILE in production"
-    else:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise KekConfigError(f"the development key-encryption key {path} is readable by others; chmod 600 it")
-        note = f"using the DEVELOPMENT key-encryption key in {path}; configure WOES_AUTH_KEK_FILE in production"
+    try:
+        note = ensure_dev_key_file(path, "key-encryption key", "WOES_AUTH_KEK_FILE", create=create)
+    except DevKeyFileError as exc:
+        raise KekConfigError(str(exc)) from None
     try:
         return KekRing(lambda: _read_ring_file(path), reloadable=True, source=str(path), path=path), note
     except KeyringError as exc:
