@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 
 from . import tokens
 from .credentials import WORKSPACE_ID_RE
-from .errors import StoreUnavailable, Violations
+from .errors import Violations
 from .model_records import StoredAuditEvent
 from .models import AuditEvent
 from .store.model_sql import ModelStore
+from .usage import PeriodicFlush
 
 log = logging.getLogger(__name__)
 
@@ -103,17 +104,18 @@ def _decode(token: str, filt: list[str]) -> int | None:
         return None
 
 
-class FailureCounter:
+class FailureCounter(PeriodicFlush):
     """Failed authentications counted in memory, written as aggregated audit rows."""
 
+    what = "failed-authentication counts"
+    thread_name = "woes-auth-failures"
+
     def __init__(self, store: ModelStore, interval: float = 60.0, max_keys: int = 1000):
+        super().__init__(interval)
         self.store = store
-        self.interval = interval
         self.max_keys = max_keys
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str, str], list] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def record(self, method: str, reason: str, key_id: str = "", workspace_id: str = "") -> None:
         now = datetime.now(UTC)
@@ -165,25 +167,3 @@ class FailureCounter:
                         entry[1] = min(entry[1], first)
             raise
         return len(events)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="woes-auth-failures", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        try:
-            self.flush()
-        except StoreUnavailable:
-            log.error("failed-authentication counts could not be written at shutdown: store unavailable")
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.flush()
-            except StoreUnavailable:
-                log.warning("failed-authentication flush postponed: the store is unavailable")
-            except Exception:
-                log.exception("failed-authentication flush failed")
