@@ -25,6 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from itertools import islice
 
 
 class TokenBuckets:
@@ -67,8 +68,9 @@ class TokenBuckets:
                 self._forget_full(now)
 
     def _forget_full(self, now: float) -> None:
-        # Drop the oldest buckets that have refilled: they mean nothing any more.
-        for key in list(self._buckets)[:64]:
+        # Drop the oldest buckets that have refilled: they mean nothing any more. Only the 64
+        # oldest are looked at (never a copy of the whole map: this runs on the failure path).
+        for key in list(islice(self._buckets, 64)):
             if self._tokens(self._buckets[key], now) >= self.burst:
                 del self._buckets[key]
 
