@@ -666,8 +666,18 @@ def main() -> int:
             for n in range(ROUNDS):
                 b = measured(h2load, base2, warm_frames, workdir, f"round{n}-baseline", expect="ok")
                 w = measured(h2load, server, warm_frames, workdir, f"round{n}-warm", expect="ok")
-                on_every_worker(channels, unknown)  # the negative cache expires: see each one again
-                f = measured(h2load, server, unknown_frames, workdir, f"round{n}-flood", expect="CREDENTIAL_UNKNOWN")
+                # A fresh set of unknown credentials each round, seen once by every worker first: reusing
+                # one set would let the per-key-id throttle (and the negative cache's expiry) mix in.
+                fresh = [tokens.mint(tokens.KeyKind.SERVER).token for _ in range(WARM_KEYS)]
+                on_every_worker(channels, fresh)
+                f = measured(
+                    h2load,
+                    server,
+                    [grpc_frame(request_bytes(k)) for k in fresh],
+                    workdir,
+                    f"round{n}-flood",
+                    expect="CREDENTIAL_UNKNOWN",
+                )
                 rounds.append(
                     {
                         "baseline": {k: b.get(k) for k in ("calls_per_s", "p50_ms", "p99_ms", "errors")},
