@@ -12,6 +12,7 @@ Every process also logs the same counters once when it stops.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -59,6 +60,17 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def gc_snapshot() -> dict:
+    """The garbage collector's settings and work so far (collections and collected objects per generation)."""
+    generations = gc.get_stats()
+    return {
+        "threshold": list(gc.get_threshold()),
+        "frozen_objects": gc.get_freeze_count(),
+        "collections": [g["collections"] for g in generations],
+        "collected": [g["collected"] for g in generations],
+    }
+
+
 def snapshot(runtime: Runtime) -> dict:
     manager = runtime.manager
     cache = manager.cache
@@ -90,6 +102,7 @@ def snapshot(runtime: Runtime) -> dict:
             "healthy": feed.healthy,
         },
         "usage_pending_keys": runtime.usage.pending(),
+        "gc": gc_snapshot(),
         # Calls the throttle refused before they reached a handler (TOO_MANY_FAILURES), by bucket.
         "throttled": dict(runtime.gate.throttle.refused) if runtime.gate is not None else {},
     }

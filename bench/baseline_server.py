@@ -3,9 +3,10 @@
 It serves ``woes.auth.v1.AuthService/Authenticate`` on the same machinery as
 ``woes-auth serve``: the same gRPC server factory (thread pool, options,
 concurrency limit), the same registration (generic and registered handlers),
-the same forked workers sharing the port with SO_REUSEPORT. The handler
-returns a pre-built, pre-serialized response of the size of a real one and
-never reads the request (no deserializer, no serializer).
+the same forked workers sharing the port with SO_REUSEPORT, the same
+garbage-collector settings. The handler returns a pre-built, pre-serialized
+response of the size of a real one and never reads the request (no
+deserializer, no serializer).
 
     python bench/baseline_server.py --listen 127.0.0.1:PORT --workers N \\
         --response-file FILE --ready-dir DIR
@@ -35,6 +36,7 @@ def serve_worker(index: int, listen: str, response: bytes, ready_dir: Path) -> i
 
     handlers = {"Authenticate": grpc.unary_unary_rpc_method_handler(authenticate)}
     server = server_mod.new_grpc_server()
+    server_mod.tune_gc()  # the same process settings as a woes-auth worker
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(rpc.SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(rpc.SERVICE_NAME, handlers)
     if server.add_insecure_port(listen) == 0:

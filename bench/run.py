@@ -508,6 +508,10 @@ def measured(h2load, server, frames, workdir, name, *, expect: str, clients=None
         result["store_statements"] = sum_field(before, after, "store", "statements")
         result["hot_path_store_reads"] = sum_field(before, after, "store", "hot_path_reads")
         result["feed_polls"] = sum_field(before, after, "feed", "polls")
+        result["gc_collections"] = [
+            sum(a["gc"]["collections"][g] - b["gc"]["collections"][g] for b, a in zip(before, after, strict=True))
+            for g in range(3)
+        ]
         result["calls_per_worker"] = [
             sum(a["authenticate"].values()) - sum(b["authenticate"].values())
             for b, a in zip(before, after, strict=True)

@@ -24,6 +24,7 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from woes.auth.v1 import resources_pb2 as res
 
+from auth_service import server as server_mod
 from auth_service import tokens
 from auth_service.credentials import CredentialManager
 from auth_service.crypto import Keyring, Pepper
@@ -270,6 +271,16 @@ def test_usage_counts_survive_a_graceful_stop(shared_db, servers, workers):
     assert key.use_count == 16
     assert key.last_caller == "svc-usage"
     assert key.HasField("last_used_time")
+
+
+def test_every_worker_serves_with_the_tuned_collector(shared_db, servers):
+    url, pepper_text, _admin_md = shared_db
+    server = ServeProcess("hot-gc", url, pepper_text, workers=2)
+    servers.append(server)
+    for stat in server.stats():
+        assert stat["gc"]["threshold"][0] == server_mod.GC_YOUNG_THRESHOLD
+        # What start-up created is frozen: full collections never walk it again.
+        assert stat["gc"]["frozen_objects"] > 10_000
 
 
 # -- the negative cache ------------------------------------------------------------------
