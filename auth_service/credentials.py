@@ -199,6 +199,9 @@ class CredentialManager:
         self, token: str, required_scopes: tuple[str, ...] | list[str] = (), caller: str = ""
     ) -> Principal:
         """Verify a server API credential and its scopes."""
+        if required_scopes:
+            # Once into a tuple: a request's repeated field is slow to iterate, and it is read twice.
+            required_scopes = tuple(required_scopes)
         if required_scopes and (
             len(required_scopes) > MAX_REQUIRED_SCOPES or not scope_registry.ALL_SCOPES.issuperset(required_scopes)
         ):

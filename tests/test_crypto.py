@@ -8,6 +8,8 @@ import hmac
 import secrets
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auth_service import crypto, tokens
 from auth_service.crypto import Keyring, KeyringError, Pepper
@@ -131,6 +133,29 @@ def test_digest_is_hmac_sha256_under_the_primary():
     assert pepper.digest(token) == hmac.new(r1, token.encode(), hashlib.sha256).digest()
     assert len(pepper.digest(token)) == 32
     assert pepper.digest(token) != hashlib.sha256(token.encode()).digest()
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.binary(min_size=0, max_size=200), message=st.binary(max_size=300))
+def test_keyed_sha256_is_hmac_sha256_for_any_key_and_message(key, message):
+    # Keys shorter than, equal to and longer than the 64-byte block; empty and multi-block messages.
+    assert crypto.KeyedSha256(key).digest(message) == hmac.digest(key, message, "sha256")
+
+
+def test_keyed_sha256_prepared_states_are_never_consumed():
+    mac = crypto.KeyedSha256(b"k" * 32)
+    first = mac.digest(b"one")
+    mac.digest(b"two" * 100)
+    assert mac.digest(b"one") == first == hmac.digest(b"k" * 32, b"one", "sha256")
+
+
+def test_every_pepper_of_the_ring_digests_as_hmac_sha256():
+    (r1, b1), (r2, b2) = _material(), _material()
+    pepper = Pepper(Keyring.parse(f"new:{b1},old:{b2}"))
+    token = tokens.mint(KeyKind.SERVER).token
+    assert pepper.digest_with("new", token) == hmac.digest(r1, token.encode(), "sha256") == pepper.digest(token)
+    assert pepper.digest_with("old", token) == hmac.digest(r2, token.encode(), "sha256")
+    assert pepper.digest_with("gone", token) is None
 
 
 def test_digest_depends_on_pepper_and_token():
