@@ -88,6 +88,7 @@ CONNECTIONS = env_int("BENCH_CONNECTIONS", 8 * WORKERS)
 STREAMS = env_int("BENCH_STREAMS", 4)
 RSS_KEYS = env_int("BENCH_RSS_KEYS", 100_000)
 ROUNDS = env_int("BENCH_ROUNDS", 5)
+ROUND_FIELDS = ("calls_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_us_per_call")
 
 
 def say(text: str) -> None:
@@ -209,6 +210,23 @@ def run_h2load(
 
 
 # -- processes ----------------------------------------------------------------
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every live process in a process group (Linux /proc)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:  # fields[2] is the process group; 11 and 12 utime and stime
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def free_port_block(count: int) -> int:
@@ -474,6 +492,7 @@ def measured(h2load, server, frames, workdir, name, *, expect: str, clients=None
     duration = duration or DURATION
     period = max(0.0002, duration / max(1, len(frames)))
     before = server.stats() if isinstance(server, RealServer) else None
+    cpu_before = group_cpu_seconds(server.proc.popen.pid)
     with RotatingBody(workdir / f"body-{name}.bin", frames, period) as body:
         result = run_h2load(
             h2load,
@@ -486,6 +505,11 @@ def measured(h2load, server, frames, workdir, name, *, expect: str, clients=None
             streams=streams or STREAMS,
         )
         result["distinct_requests_sent"] = min(len(frames), body.writes + 1)
+    # CPU the server's processes spent per answered call: steadier than calls/s on a shared machine,
+    # since time the server was not given the CPU is not counted.
+    result["server_cpu_us_per_call"] = (
+        1e6 * (group_cpu_seconds(server.proc.popen.pid) - cpu_before) / max(1, result["h2_done"])
+    )
     if before is not None:
         after = server.stats()
         outcomes = sum_outcomes(before, after)
@@ -684,11 +708,9 @@ def main() -> int:
                 )
                 rounds.append(
                     {
-                        "baseline": {k: b.get(k) for k in ("calls_per_s", "p50_ms", "p99_ms", "errors")},
-                        "warm": {k: w.get(k) for k in ("calls_per_s", "p50_ms", "p99_ms", "errors")},
-                        "flood": {
-                            k: f.get(k) for k in ("calls_per_s", "p50_ms", "p99_ms", "errors", "hot_path_store_reads")
-                        },
+                        "baseline": {k: b.get(k) for k in ROUND_FIELDS},
+                        "warm": {k: w.get(k) for k in ROUND_FIELDS},
+                        "flood": {k: f.get(k) for k in (*ROUND_FIELDS, "hot_path_store_reads")},
                     }
                 )
         finally:
@@ -697,7 +719,11 @@ def main() -> int:
         results["round_medians"] = {
             f"{case}_{what}": statistics.median(r[case][key] / (r["baseline"][key] or 1) for r in rounds)
             for case in ("warm", "flood")
-            for what, key in (("ratio", "calls_per_s"), ("p99_ratio", "p99_ms"))
+            for what, key in (
+                ("ratio", "calls_per_s"),
+                ("p99_ratio", "p99_ms"),
+                ("cpu_ratio", "server_cpu_us_per_call"),
+            )
         }
         # RSS with RSS_KEYS cached keys on every worker.
         say(f"memory: caching {RSS_KEYS} keys on every worker")
@@ -740,8 +766,8 @@ def table(r: dict) -> str:
         f"{s['workers']} workers; server and h2load share the machine; per-caller throttle lifted (one load "
         "generator), per-key-id throttle at its default; errors include throttled calls.",
         "",
-        "| case | calls/s | vs baseline | p50 ms | p99 ms | p99 vs baseline | errors | torn bodies |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| case | calls/s | vs baseline | p50 ms | p99 ms | p99 vs baseline | server CPU µs/call | errors | torn bodies |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     names = {
         "baseline": "1. baseline: pre-built response, request not read",
@@ -754,7 +780,8 @@ def table(r: dict) -> str:
         c = r["cases"][key]
         lines.append(
             f"| {names[key]} | {c['calls_per_s']:,.0f} | {100 * c['ratio_to_baseline']:.0f} % | {c.get('p50_ms', 0):.2f} | "
-            f"{c.get('p99_ms', 0):.2f} | {c.get('p99_ratio_to_baseline', 0):.2f}x | {c['errors']} | "
+            f"{c.get('p99_ms', 0):.2f} | {c.get('p99_ratio_to_baseline', 0):.2f}x | "
+            f"{c.get('server_cpu_us_per_call', 0):,.0f} | {c['errors']} | "
             f"{c.get('torn_bodies', '-')} |"
         )
     flood = r["cases"]["flood"]
@@ -787,7 +814,8 @@ def table(r: dict) -> str:
             f"judged on these medians): warm {100 * med['warm_ratio']:.0f} % of baseline calls/s "
             f"(rounds: {per_round('warm')}), p99 {med['warm_p99_ratio']:.2f}x; flood {100 * med['flood_ratio']:.0f} % "
             f"(rounds: {per_round('flood')}), p99 {med['flood_p99_ratio']:.2f}x; flood store reads "
-            f"{sum(x['flood']['hot_path_store_reads'] for x in r['rounds'])}.",
+            f"{sum(x['flood']['hot_path_store_reads'] for x in r['rounds'])}. Server CPU per call against the "
+            f"baseline's, same rounds: warm {med['warm_cpu_ratio']:.2f}x, flood {med['flood_cpu_ratio']:.2f}x.",
         ]
     return "\n".join(lines)
 
