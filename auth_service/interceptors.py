@@ -7,7 +7,8 @@ What the frame does is decided when the handler is wrapped:
 * policy: skipped entirely on plaintext when ``anonymous`` may call the group
   (the development default for ``verify``); otherwise one ``auth_context()``
   read per call;
-* throttling: two dictionary lookups while nobody has failed recently;
+* throttling: two truthiness tests while no caller or key id has used up its
+  failures (however many have failed a little);
 * access log and metrics: only when enabled (``WOES_AUTH_ACCESS_LOG``,
   ``WOES_AUTH_METRICS_LISTEN``), otherwise not a single clock read.
 
@@ -230,7 +231,7 @@ class CallGate(grpc.ServerInterceptor):
             return abort_throttled(context, TooManyFailures(scope, wait))
 
         def behavior(request, context):
-            # While nobody has failed recently both bucket maps are empty: no peer, no key id, no lookup.
+            # While no bucket is empty (nobody failed too often lately): no peer, no key id, no lookup.
             started = time.perf_counter() if observe else 0.0
             identity = ANONYMOUS
             key_id = None
@@ -244,15 +245,15 @@ class CallGate(grpc.ServerInterceptor):
                         return deny(context, identity, group, method)
                     identity = by_key
                 caller = identity if tls else None  # plaintext: the connection, read when needed
-                if throttled and callers._buckets:
+                if throttled and callers.blocked and callers.any_blocked():
                     if caller is None:
                         caller = context.peer()
                     wait = callers.retry_after(caller)
                     if wait and not known_good(presented(request, context)):
                         return refuse(context, "caller", wait)
-                if throttled and keys._buckets:
+                if throttled and keys.blocked and keys.any_blocked():
                     key_id = presented_key_id(request, context)
-                    wait = throttle.key_retry_after(key_id)
+                    wait = keys.retry_after(key_id) if key_id else 0.0
                     if wait and not known_good(presented(request, context)):
                         return refuse(context, "key_id", wait)
                 try:

@@ -15,6 +15,11 @@ shares a caller with the guesser (a gateway forwarding its users' credentials)
 or a key id with it (key ids are public: a stranger's guesses must not lock a
 key's owner out).
 
+Which buckets are empty is kept apart (``blocked``, with the time each has a
+token again), so that after a burst of failures, once every bucket has a token
+again, valid calls go back to costing one truthiness test: they do not read
+the peer or the key id while nothing is blocked, however many buckets remain.
+
 Callers are the certificate identity with mTLS; on plaintext loopback, where
 every caller is anonymous, the connection (the peer address and port).
 Both maps are LRU-bounded, so a flood of made-up key ids cannot exhaust memory.
@@ -37,6 +42,9 @@ class TokenBuckets:
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+        # Keys whose bucket ran empty -> monotonic time it holds a token again; most recently
+        # emptied last. A superset of the empty buckets (entries are dropped once their time passed).
+        self.blocked: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -60,12 +68,36 @@ class TokenBuckets:
         with self._lock:
             state = self._buckets.get(key)
             tokens = self.burst if state is None else self._tokens(state, now)
-            self._buckets[key] = (max(tokens - 1.0, 0.0), now)
+            left = max(tokens - 1.0, 0.0)
+            self._buckets[key] = (left, now)
             self._buckets.move_to_end(key)
             while len(self._buckets) > self.max_entries:
                 self._buckets.popitem(last=False)
+            if left < 1.0:
+                self.blocked.pop(key, None)
+                self.blocked[key] = now + (1.0 - left) / self.rate
+                while len(self.blocked) > self.max_entries:
+                    del self.blocked[next(iter(self.blocked))]
             if len(self._buckets) > 1024 and state is None:
                 self._forget_full(now)
+
+    def any_blocked(self, now: float | None = None) -> bool:
+        """Whether some bucket may be empty. Drops entries whose time has passed, oldest first, so the
+        answer turns back to ``False`` (no lookups per call) soon after failures stop."""
+        blocked = self.blocked
+        if not blocked:
+            return False
+        now = time.monotonic() if now is None else now
+        key = next(iter(blocked), None)
+        until = blocked.get(key) if key is not None else None
+        if until is None or until > now:
+            return bool(blocked)
+        with self._lock:
+            for key in list(islice(blocked, 64)):
+                if blocked[key] > now:
+                    break
+                del blocked[key]
+        return bool(blocked)
 
     def _forget_full(self, now: float) -> None:
         # Drop the oldest buckets that have refilled: they mean nothing any more. Only the 64
@@ -89,10 +121,10 @@ class Throttle:
         self.refused = {"caller": 0, "key_id": 0}
 
     def caller_retry_after(self, caller: str) -> float:
-        return self.callers.retry_after(caller) if self.callers._buckets else 0.0
+        return self.callers.retry_after(caller) if self.callers.any_blocked() else 0.0
 
     def key_retry_after(self, key_id: str) -> float:
-        return self.keys.retry_after(key_id) if key_id and self.keys._buckets else 0.0
+        return self.keys.retry_after(key_id) if key_id and self.keys.any_blocked() else 0.0
 
     def failed(self, caller: str, key_id: str) -> None:
         now = time.monotonic()

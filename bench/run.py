@@ -272,7 +272,10 @@ class RealServer:
         self.stats_port = free_port_block(WORKERS)
         cmd = [sys.executable, "-m", "auth_service.cli", "serve", "--workers", str(WORKERS)]
         cmd += ["--listen", f"127.0.0.1:{port}", "--stats-port", str(self.stats_port)]
-        self.command = shlex.join(["woes-auth", *cmd[3:]])
+        # Recorded with the ports written as PORT: the results describe the run, not this run's ports.
+        self.command = (
+            shlex.join(["woes-auth", *cmd[3:]]).replace(f":{port}", ":PORT").replace(str(self.stats_port), "PORT")
+        )
         self.proc = Proc(cmd, env, workdir / f"server-{name}.log")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

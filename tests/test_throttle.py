@@ -12,6 +12,8 @@ from woes.auth.v1 import auth_service_pb2_grpc
 from auth_service import tokens
 from auth_service.config import ConfigError, Settings, parse_rate
 from auth_service.credentials import IssueSpec
+from auth_service.interceptors import CallGate
+from auth_service.policy import VERIFY, load_policy
 from auth_service.throttle import Throttle, TokenBuckets
 from auth_service.tokens import KeyKind
 from tests.conftest import start_live_server
@@ -38,6 +40,34 @@ def test_token_buckets_are_bounded():
         b.take(f"key{n}", now=0)
     assert len(b) <= 100
     assert b.retry_after("key4999", now=0) > 0
+
+
+def test_only_empty_buckets_are_blocked_and_only_until_they_refill():
+    b = TokenBuckets(burst=3, rate=0.5)
+    b.take("k", now=0)
+    b.take("k", now=0)
+    b.take("other", now=0)
+    assert b.blocked == {}  # failures that left a token block nothing
+    assert not b.any_blocked(now=0)
+    b.take("k", now=0)  # the last token
+    assert b.blocked == {"k": pytest.approx(2.0)}
+    assert b.any_blocked(now=1.9)
+    assert b.retry_after("k", now=1.9) > 0
+    assert not b.any_blocked(now=2.0)  # refilled: dropped, and valid calls stop looking
+    assert b.blocked == {}
+    assert b.retry_after("k", now=2.0) == 0
+
+
+def test_blocked_is_a_superset_of_the_empty_buckets_under_many_keys():
+    b = TokenBuckets(burst=2, rate=1, max_entries=1000)
+    for n in range(3000):
+        b.take(f"key{n % 700}", now=n / 1000)
+    now = 3.0
+    for n in range(700):
+        key = f"key{n}"
+        if b.retry_after(key, now=now) > 0:
+            assert key in b.blocked and b.blocked[key] > now
+    assert len(b.blocked) <= 1000
 
 
 def test_rates_are_validated():
@@ -169,3 +199,41 @@ def test_a_revoked_key_is_not_known_good(throttled_server):
         srv.manager.revoke("test", tokens.parse(secret).key_id, "test")
         reasons = [rich_error(_outcome(s, secret)).reason for _ in range(7)]
     assert reasons == ["CREDENTIAL_REVOKED"] * 5 + ["TOO_MANY_FAILURES"] * 2
+
+
+class _CountingContext:
+    """Just enough of a servicer context to see what the gate reads."""
+
+    def __init__(self):
+        self.peers = 0
+
+    def peer(self) -> str:
+        self.peers += 1
+        return "ipv4:127.0.0.1:5000"
+
+    def code(self):
+        return None
+
+    def abort_with_status(self, status):
+        raise RuntimeError(f"aborted: {status.code.name}")
+
+
+def test_the_gate_reads_no_peer_while_no_bucket_is_empty_and_refuses_once_one_is():
+    throttle = Throttle(caller=(3, 0.001), key=(1000, 0.001))
+    gate = CallGate(policy=load_policy(None, False), tls=False, throttle=throttle)
+    inner = grpc.unary_unary_rpc_method_handler(lambda request, context: b"answer")
+    behavior = gate._wrap("Authenticate", VERIFY, inner, throttled=True).unary_unary
+    request = pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token)
+    # Failures that leave tokens in their buckets (many callers and key ids): nothing is read per call.
+    for n in range(50):
+        throttle.failed(f"ipv4:127.0.0.1:{6000 + n}", tokens.new_key_id())
+    context = _CountingContext()
+    assert behavior(request, context) == b"answer"
+    assert context.peers == 0
+    # This connection uses up its failures: its calls are looked at, and refused.
+    for _ in range(3):
+        throttle.failed("ipv4:127.0.0.1:5000", "")
+    with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
+        behavior(request, context)
+    assert context.peers == 1
+    assert throttle.refused["caller"] == 1
