@@ -1,0 +1,67 @@
+"""The benchmark's own pieces that need no load generator: the gRPC frame h2load posts, the CPU
+accounting of a process group, and the table printed from a results file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from woes.auth.v1 import auth_service_pb2 as pb
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_grpc_frame_is_a_length_prefixed_uncompressed_message(bench):
+    message = pb.AuthenticateRequest(credential="x" * 70, required_scopes=["messages:read"]).SerializeToString()
+    frame = bench.grpc_frame(message)
+    assert frame[0] == 0  # not compressed
+    assert struct.unpack(">I", frame[1:5])[0] == len(message)
+    assert pb.AuthenticateRequest.FromString(frame[5:]).credential == "x" * 70
+
+
+def test_group_cpu_counts_a_busy_process_of_the_group_and_nothing_else(bench):
+    # A child in its own session (its own process group) that burns about half a second of CPU.
+    busy = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass"],
+        start_new_session=True,
+    )
+    try:
+        seen = 0.0
+        while busy.poll() is None:
+            seen = max(seen, bench.group_cpu_seconds(busy.pid))
+            time.sleep(0.02)
+    finally:
+        busy.wait()
+    assert 0.2 <= seen <= 5.0
+    assert bench.group_cpu_seconds(busy.pid) == 0.0  # exited: nothing left in the group
+    assert bench.group_cpu_seconds(os.getpgrp()) >= 0.0
+
+
+def test_the_committed_results_render_as_the_readme_table(bench):
+    results = json.loads((ROOT / "bench" / "results" / "latest.json").read_text())
+    table = bench.table(results)
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith("| case |"))
+    assert "server CPU µs/call" in header
+    rows = [line for line in lines if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split("|")[1].strip()[:2] for row in rows] == ["1.", "2.", "3.", "4.", "5."]
+    # The README and docs/performance.md show this very table: from the committed results, not edited by hand.
+    for doc in ("README.md", "docs/performance.md"):
+        text = (ROOT / doc).read_text()
+        for row in rows:
+            assert row in text, f"{doc} does not show the committed benchmark results"
