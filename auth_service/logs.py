@@ -12,8 +12,8 @@ import json
 import logging
 import os
 import re
+import subprocess
 import sys
-import threading
 import time
 
 from .tokens import KEY_ID_LEN, is_key_id
@@ -66,6 +66,7 @@ class JsonFormatter(logging.Formatter):
 _NATIVE_LEVELS = {"I": "INFO", "W": "WARNING", "E": "ERROR", "F": "CRITICAL", "D": "DEBUG"}
 _NATIVE_PREFIX_RE = re.compile(r"([IWEFD])\d{4} ")
 _MAX_NATIVE_LINE = 16 * 1024
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where auth_service is importable from
 
 
 class NativeStderrRedactor:
@@ -74,79 +75,109 @@ class NativeStderrRedactor:
     gRPC's C core (``GRPC_VERBOSITY``/``GRPC_TRACE``: HTTP/2 frames and metadata,
     including ``authorization`` values), the interpreter's last-resort error
     printing and anything else writing to fd 2 bypass Python logging. Each of
-    their lines is read back by a thread, redacted and written as one JSON
-    record (logger ``native``) to the original stderr, which is also where
-    :func:`setup` points the regular log handler.
+    their lines is read back, redacted and written as one JSON record (logger
+    ``native``) to the original stderr, which is also where :func:`setup` points
+    the regular log handler.
+
+    The reader is a small child process (``python -m auth_service.logs``), not a
+    thread: a thread would need this process's GIL to drain the pipe, while a
+    gRPC core thread blocked on a full pipe can hold a lock that the GIL's holder
+    is waiting for. With verbose tracing that deadlocked the server; a separate
+    process always drains. It ignores SIGINT and SIGTERM and exits when every
+    writer (this process and its forked workers) has closed the pipe.
     """
 
     def __init__(self) -> None:
         self.output = None
-        self._read_fd = -1
         self._saved_fd = -1
-        self._thread: threading.Thread | None = None
+        self._proc: subprocess.Popen | None = None
 
     def start(self):
         sys.stderr.flush()
         self._saved_fd = os.dup(2)
-        read_fd, write_fd = os.pipe()
-        os.dup2(write_fd, 2)
-        os.close(write_fd)
-        self._read_fd = read_fd
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "auth_service.logs"],
+            stdin=subprocess.PIPE,
+            stdout=self._saved_fd,
+            stderr=self._saved_fd,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(filter(None, (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")))),
+            },
+        )
+        os.dup2(self._proc.stdin.fileno(), 2)
+        self._proc.stdin.close()  # fd 2 is now this process's only write end of the pipe
         self.output = os.fdopen(self._saved_fd, "w", buffering=1, encoding="utf-8", errors="replace")
-        self._thread = threading.Thread(target=self._pump, name="woes-auth-stderr-redactor", daemon=True)
-        self._thread.start()
         return self.output
 
-    def _emit(self, raw: bytes) -> None:
-        text = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if not text.strip():
-            return
-        match = _NATIVE_PREFIX_RE.match(text)
-        record = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
-            "level": _NATIVE_LEVELS[match.group(1)] if match else "INFO",
-            "logger": "native",
-            "message": text,
-        }
-        try:
-            self.output.write(redact(json.dumps(record, ensure_ascii=False)) + "\n")
-        except (OSError, ValueError):
-            pass
-
-    def _pump(self) -> None:
-        pending = b""
-        while True:
-            try:
-                chunk = os.read(self._read_fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                self._emit(line)
-            while len(pending) > _MAX_NATIVE_LINE:
-                # A line this long is cut into pieces at a point where no credential can straddle it unseen:
-                # the cut is moved back before any "woes_" that starts within the last 128 bytes.
-                cut = _MAX_NATIVE_LINE
-                tail = pending.rfind(b"woes_", cut - 128, cut)
-                if tail > 0:
-                    cut = tail
-                self._emit(pending[:cut])
-                pending = pending[cut:]
-        if pending:
-            self._emit(pending)
-
     def stop(self) -> None:
-        """Restore fd 2 and drain what is left."""
-        if self._thread is None:
+        """Restore fd 2 and let the reader drain what is left."""
+        if self._proc is None:
             return
         sys.stderr.flush()
-        os.dup2(self._saved_fd, 2)  # closes the pipe's last write end: the pump reads EOF
-        self._thread.join(timeout=5)
-        self._thread = None
-        os.close(self._read_fd)
+        os.dup2(self._saved_fd, 2)  # closes this process's write end: the reader sees EOF once workers are gone
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+
+def _native_record(raw: bytes) -> str | None:
+    text = raw.decode("utf-8", "replace").rstrip("\r\n")
+    if not text.strip():
+        return None
+    match = _NATIVE_PREFIX_RE.match(text)
+    record = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+        "level": _NATIVE_LEVELS[match.group(1)] if match else "INFO",
+        "logger": "native",
+        "message": text,
+    }
+    return redact(json.dumps(record, ensure_ascii=False))
+
+
+def pump_native(read_fd: int, output) -> None:
+    """Read lines from ``read_fd`` until EOF and write each, redacted, as one JSON record to ``output``."""
+
+    def emit(raw: bytes) -> None:
+        line = _native_record(raw)
+        if line is not None:
+            try:
+                output.write(line + "\n")
+            except (OSError, ValueError):
+                pass
+
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(read_fd, 65536)
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            emit(line)
+        while len(pending) > _MAX_NATIVE_LINE:
+            # A line this long is cut into pieces at a point where no credential can straddle it unseen:
+            # the cut is moved back before any "woes_" that starts within the last 128 bytes.
+            cut = _MAX_NATIVE_LINE
+            tail = pending.rfind(b"woes_", cut - 128, cut)
+            if tail > 0:
+                cut = tail
+            emit(pending[:cut])
+            pending = pending[cut:]
+    if pending:
+        emit(pending)
+    try:
+        output.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def setup(level: str = "INFO", stream=None) -> None:
@@ -157,3 +188,11 @@ def setup(level: str = "INFO", stream=None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+if __name__ == "__main__":  # the reader process of NativeStderrRedactor
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    pump_native(0, os.fdopen(1, "w", buffering=1, encoding="utf-8", errors="replace"))
