@@ -177,19 +177,12 @@ def _reset(token) -> None:
         _principal.set(None)
 
 
-class AuthInterceptor(grpc.ServerInterceptor):
-    """Guards a ``grpc.server``: authenticates every call with woes-auth before its handler runs.
-
-    ``method_scopes`` maps full method names (``/pkg.Service/Method``, or
-    ``/pkg.Service/*`` for a whole service) to the scopes they need; other
-    methods need ``default_scopes`` (none by default: a valid credential).
-    ``public_methods`` (same spelling) are not authenticated at all, e.g.
-    ``/grpc.health.v1.Health/*``.
-    """
+class _Guard:
+    """What both interceptors are configured with: the client to ask, the scopes per method, the caller name."""
 
     def __init__(
         self,
-        client: AuthClient,
+        client: AuthClient | AsyncAuthClient,
         method_scopes: Mapping[str, Iterable[str]] | None = None,
         *,
         default_scopes: Iterable[str] = (),
@@ -199,6 +192,17 @@ class AuthInterceptor(grpc.ServerInterceptor):
         self.client = client
         self.policy = _Policy(method_scopes, default_scopes, public_methods)
         self.caller = caller
+
+
+class AuthInterceptor(_Guard, grpc.ServerInterceptor):
+    """Guards a ``grpc.server``: authenticates every call with woes-auth before its handler runs.
+
+    ``method_scopes`` maps full method names (``/pkg.Service/Method``, or
+    ``/pkg.Service/*`` for a whole service) to the scopes they need; other
+    methods need ``default_scopes`` (none by default: a valid credential).
+    ``public_methods`` (same spelling) are not authenticated at all, e.g.
+    ``/grpc.health.v1.Health/*``.
+    """
 
     def _check(self, metadata, method: str, scopes: tuple[str, ...]) -> Principal:
         credential = bearer_credential(metadata)
@@ -256,21 +260,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
         return _rebuild(handler, kind, guarded)
 
 
-class AsyncAuthInterceptor(grpc.aio.ServerInterceptor):
+class AsyncAuthInterceptor(_Guard, grpc.aio.ServerInterceptor):
     """The grpc.aio twin of :class:`AuthInterceptor`, over an :class:`AsyncAuthClient`."""
-
-    def __init__(
-        self,
-        client: AsyncAuthClient,
-        method_scopes: Mapping[str, Iterable[str]] | None = None,
-        *,
-        default_scopes: Iterable[str] = (),
-        public_methods: Iterable[str] = (),
-        caller: str | None = None,
-    ):
-        self.client = client
-        self.policy = _Policy(method_scopes, default_scopes, public_methods)
-        self.caller = caller
 
     async def _check(self, metadata, method: str, scopes: tuple[str, ...]) -> Principal:
         credential = bearer_credential(metadata)
