@@ -108,6 +108,10 @@ class VerifiedCache:
         self._digest_by_key: dict[str, bytes] = {}
         self._neg_key_ids: OrderedDict[str, float] = OrderedDict()
         self._neg_digests: OrderedDict[bytes, float] = OrderedDict()
+        # Digests of credentials whose key id does not exist -> that key id. Such an entry only
+        # counts while its key id is still in ``_neg_key_ids``, so issuing the key id (which drops
+        # that entry) makes every digest remembered for it count for nothing at once.
+        self._unknown_digests: OrderedDict[bytes, str] = OrderedDict()
         self._generation = 0
         self._invalidated_at: dict[str, int] = {}
         self._invalidation_floor = 0
@@ -133,6 +137,22 @@ class VerifiedCache:
             self._entries.move_to_end(digest)
             self.hits += 1
             return entry
+
+    def probe(self, digest: bytes, now: float) -> CachedKey | None:
+        """The entry of ``digest`` if it is cached and younger than the TTL, else ``None``; counts
+        nothing and changes nothing. The hot path probes first and calls :meth:`hit` only when the
+        entry answers the call on its own; anything else goes through :meth:`get`."""
+        entry = self._entries.get(digest)  # one C-level lookup: atomic under the GIL
+        if entry is None or now - entry.cached_at > self.ttl:
+            return None
+        return entry
+
+    def hit(self, digest: bytes) -> None:
+        """Count a hit that :meth:`probe` found, and mark the entry most recently used."""
+        with self._lock:
+            self.hits += 1
+            if digest in self._entries:  # it may have been invalidated since the probe
+                self._entries.move_to_end(digest)
 
     def generation(self) -> int:
         """Take before reading the store; pass to :meth:`put`."""
@@ -176,22 +196,49 @@ class VerifiedCache:
                     del table[key]
         return False
 
-    def remember_unknown_key_id(self, key_id: str, generation: int) -> None:
-        self._remember(self._neg_key_ids, key_id, key_id, generation)
+    def is_unknown_digest(self, digest: bytes) -> bool:
+        """Whether this exact credential was refused lately: its key id does not exist, or its secret
+        did not match. Answered from the digest alone, before the credential is parsed."""
+        wrong = self._neg_digests.get(digest)
+        key_id = self._unknown_digests.get(digest) if wrong is None else None
+        if wrong is None and key_id is None:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            if wrong is None:
+                expires = self._neg_key_ids.get(key_id)
+                if expires is None or expires <= now:
+                    self._unknown_digests.pop(digest, None)
+                    return False
+            elif wrong <= now:
+                self._neg_digests.pop(digest, None)
+                return False
+            self.negative_hits += 1
+            return True
+
+    def remember_unknown_key_id(self, key_id: str, generation: int, digest: bytes | None = None) -> None:
+        """``key_id`` does not exist (read at ``generation``); ``digest`` is the credential that asked."""
+        if self._remember(self._neg_key_ids, key_id, key_id, generation) and digest is not None:
+            with self._lock:
+                self._unknown_digests[digest] = key_id
+                self._unknown_digests.move_to_end(digest)
+                while len(self._unknown_digests) > self.negative_max_entries:
+                    self._unknown_digests.popitem(last=False)
 
     def remember_wrong_secret(self, key_id: str, digest: bytes, generation: int) -> None:
         self._remember(self._neg_digests, digest, key_id, generation)
 
-    def _remember(self, table: OrderedDict, key, key_id: str, generation: int) -> None:
+    def _remember(self, table: OrderedDict, key, key_id: str, generation: int) -> bool:
         with self._lock:
             if generation < self._invalidation_floor or self._invalidated_at.get(key_id, -1) > generation:
-                return
+                return False
             if generation < self._negative_floor or self._known_since.get(key_id, -1) > generation:
-                return
+                return False
             table[key] = time.monotonic() + self.negative_ttl
             table.move_to_end(key)
             while len(table) > self.negative_max_entries:
                 table.popitem(last=False)
+            return True
 
     # -- invalidation -----------------------------------------------------
 
@@ -230,6 +277,7 @@ class VerifiedCache:
             self._digest_by_key.clear()
             self._neg_key_ids.clear()
             self._neg_digests.clear()
+            self._unknown_digests.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -151,5 +151,16 @@ class AuthorizationServicer(ext_grpc.AuthorizationServicer):
         return allowed(principal)
 
 
-def add_to_server(servicer: AuthorizationServicer, server: grpc.Server) -> None:
-    ext_grpc.add_AuthorizationServicer_to_server(servicer, server)
+def add_to_server(servicer: AuthorizationServicer, server: grpc.Server, gate=None) -> None:
+    """Register ``Check``; ``gate`` (a :class:`auth_service.interceptors.CallGate`) wraps it once."""
+    if gate is None:
+        ext_grpc.add_AuthorizationServicer_to_server(servicer, server)
+        return
+    handler = grpc.unary_unary_rpc_method_handler(
+        servicer.Check,
+        request_deserializer=ext.CheckRequest.FromString,
+        response_serializer=ext.CheckResponse.SerializeToString,
+    )
+    handlers = {"Check": gate.wrap(f"/{SERVICE_NAME}/Check", handler)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)

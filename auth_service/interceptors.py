@@ -143,6 +143,7 @@ class CallGate(grpc.ServerInterceptor):
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     def intercept_service(self, continuation, handler_call_details):
+        """As a server interceptor (the serving process wraps its handlers at registration instead)."""
         method = handler_call_details.method
         wrapped = self._wrapped.get(method)
         if wrapped is not None:
@@ -150,16 +151,29 @@ class CallGate(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        if method.startswith(_METHOD_PREFIX):
-            name = method[len(_METHOD_PREFIX) :]
-            wrapped = self._wrap(name, group_of(name), handler, throttled=True)
-        elif method.startswith(_ENVOY_PREFIX):
-            # Check answers denials inside its response, never as UNAUTHENTICATED: policy only.
-            wrapped = self._wrap("envoy." + method[len(_ENVOY_PREFIX) :], VERIFY, handler, throttled=False)
-        else:
-            return handler
+        wrapped = self.wrap(method, handler)
         self._wrapped[method] = wrapped
         return wrapped
+
+    def wrap(
+        self, method: str, handler: grpc.RpcMethodHandler, probe: Callable[[object], object] | None = None
+    ) -> grpc.RpcMethodHandler:
+        """The gated handler of ``method`` (``/package.Service/Method``); other services pass untouched.
+
+        ``probe(request)``, when given, is tried once the caller passed the policy and before the
+        throttle: its answer (not ``None``) is the response. It must answer only calls the handler
+        would answer successfully, such as a credential the verified cache alone grants, so a
+        probe's answer is never throttled, exactly as known-good credentials are not.
+        """
+        if handler.unary_unary is None:
+            return handler
+        if method.startswith(_METHOD_PREFIX):
+            name = method[len(_METHOD_PREFIX) :]
+            return self._wrap(name, group_of(name), handler, throttled=True, probe=probe)
+        if method.startswith(_ENVOY_PREFIX):
+            # Check answers denials inside its response, never as UNAUTHENTICATED: policy only.
+            return self._wrap("envoy." + method[len(_ENVOY_PREFIX) :], VERIFY, handler, throttled=False, probe=probe)
+        return handler
 
     # -- identity and policy --------------------------------------------------
 
@@ -200,7 +214,13 @@ class CallGate(grpc.ServerInterceptor):
     # -- the wrapper -----------------------------------------------------------
 
     def _wrap(
-        self, method: str, group: str, handler: grpc.RpcMethodHandler, *, throttled: bool
+        self,
+        method: str,
+        group: str,
+        handler: grpc.RpcMethodHandler,
+        *,
+        throttled: bool,
+        probe: Callable[[object], object] | None = None,
     ) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
         known_good = self.known_good
@@ -230,50 +250,77 @@ class CallGate(grpc.ServerInterceptor):
                 self.metrics.throttled.labels(scope).inc()
             return abort_throttled(context, TooManyFailures(scope, wait))
 
-        def behavior(request, context):
-            # While no bucket is empty (nobody failed too often lately): no peer, no key id, no lookup.
-            started = time.perf_counter() if observe else 0.0
-            identity = ANONYMOUS
-            key_id = None
-            failed = False
-            try:
-                if tls:
-                    identity = identity_from_auth_context(context.auth_context()) or ANONYMOUS
-                if check_policy and not policy.allows(identity, group):
-                    by_key = key_identity(context) if try_key_identity else None
-                    if by_key is None or not policy.allows(by_key, group):
-                        return deny(context, identity, group, method)
-                    identity = by_key
-                caller = identity if tls else None  # plaintext: the connection, read when needed
-                if throttled and callers.blocked and callers.any_blocked():
-                    if caller is None:
-                        caller = context.peer()
-                    wait = callers.retry_after(caller)
-                    if wait and not known_good(presented(request, context)):
-                        return refuse(context, "caller", wait)
-                if throttled and keys.blocked and keys.any_blocked():
-                    key_id = presented_key_id(request, context)
-                    wait = keys.retry_after(key_id) if key_id else 0.0
-                    if wait and not known_good(presented(request, context)):
-                        return refuse(context, "key_id", wait)
+        def count_failure(request, context, caller: str | None, key_id: str | None) -> str:
+            """Charge a refused authentication to the caller and the key id; returns the key id."""
+            if key_id is None:
+                key_id = presented_key_id(request, context)
+            throttle.failed(context.peer() if caller is None else caller, key_id)
+            return key_id
+
+        def make_behavior(probe):
+            def behavior(request, context):
+                # While no bucket is empty (nobody failed too often lately): no peer, no key id, no lookup.
+                started = time.perf_counter() if observe else 0.0
+                identity = ANONYMOUS
+                key_id = None
+                failed = False
                 try:
-                    return inner(request, context)
-                except BaseException:
-                    if throttled and context.code() is unauthenticated:
+                    if tls:
+                        identity = identity_from_auth_context(context.auth_context()) or ANONYMOUS
+                    if check_policy and not policy.allows(identity, group):
+                        by_key = key_identity(context) if try_key_identity else None
+                        if by_key is None or not policy.allows(by_key, group):
+                            return deny(context, identity, group, method)
+                        identity = by_key
+                    if probe is not None:
+                        answer = probe(request)
+                        if answer is not None:
+                            return answer
+                    caller = identity if tls else None  # plaintext: the connection, read when needed
+                    if throttled and callers.blocked and callers.any_blocked():
                         if caller is None:
                             caller = context.peer()
+                        wait = callers.retry_after(caller)
+                        if wait and not known_good(presented(request, context)):
+                            return refuse(context, "caller", wait)
+                    if throttled and keys.blocked and keys.any_blocked():
+                        key_id = presented_key_id(request, context)
+                        wait = keys.retry_after(key_id) if key_id else 0.0
+                        if wait and not known_good(presented(request, context)):
+                            return refuse(context, "key_id", wait)
+                    try:
+                        result = inner(request, context)
+                    except BaseException:
+                        # A refusal raised (context.abort) ...
+                        if throttled and context.code() is unauthenticated:
+                            key_id = count_failure(request, context, caller, key_id)
+                        raise
+                    # ... or returned with the status set on the call (rpc.refuse).
+                    if throttled and result is None and context.code() is unauthenticated:
+                        key_id = count_failure(request, context, caller, key_id)
+                    return result
+                except BaseException:
+                    failed = True
+                    raise
+                finally:
+                    if observe:
                         if key_id is None:
                             key_id = presented_key_id(request, context)
-                        throttle.failed(caller, key_id)
-                    raise
-            except BaseException:
-                failed = True
-                raise
-            finally:
-                if observe:
-                    if key_id is None:
-                        key_id = presented_key_id(request, context)
-                    finish(method, context, started, identity, key_id, failed)
+                        finish(method, context, started, identity, key_id, failed)
+
+            return behavior
+
+        behavior = make_behavior(probe)
+        if probe is not None and not check_policy and not observe:
+            # Nothing to decide before the probe: try it first, in one frame; the gate proper only
+            # for what it does not answer.
+            gated = make_behavior(None)
+
+            def behavior(request, context):
+                answer = probe(request)
+                if answer is not None:
+                    return answer
+                return gated(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
             behavior,

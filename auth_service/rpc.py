@@ -104,6 +104,22 @@ def abort(context: grpc.ServicerContext, error: AuthError):
         context.abort(_CODES[error.category][0], error.message)
 
 
+def refuse(context: grpc.ServicerContext, error: AuthError) -> None:
+    """Set the status of ``error`` on the call (code, message, ErrorInfo trailer) and return ``None``.
+
+    For handlers registered without a response serializer only: grpcio then ends the call with
+    the status set on the context, exactly as after :func:`abort`, but without an exception
+    travelling up through every frame of the handler, which the refusals of a flood of made-up
+    credentials would pay on every call. ``tests/test_rpc_server.py`` checks every reason of
+    ``Authenticate`` over a real server, trailer included.
+    """
+    status = _grpc_status(error)
+    context.set_code(status.code)
+    context.set_details(status.details)
+    context.set_trailing_metadata(status.trailing_metadata)
+    return None
+
+
 # -- conversions ----------------------------------------------------------
 
 
@@ -184,16 +200,17 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         self._wire: dict[int, tuple[Principal, bytes]] = {}
         self._wire_max = max(1, manager.cache.max_entries)
 
+    def _refused(self, error: AuthError) -> None:
+        self.authenticate_outcomes.refused(error.reason)
+        self.count_failure("Authenticate", error)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("Authenticate refused: %s", error.reason, extra={"method": "Authenticate", "code": error.reason})
+
     def _verify(self, request: pb.AuthenticateRequest, context) -> Principal:
         try:
             principal = self.manager.authenticate(request.credential, request.required_scopes, request.caller)
         except AuthError as error:
-            self.authenticate_outcomes.refused(error.reason)
-            self.count_failure("Authenticate", error)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "Authenticate refused: %s", error.reason, extra={"method": "Authenticate", "code": error.reason}
-                )
+            self._refused(error)
             return abort(context, error)
         self.authenticate_outcomes.ok()
         return principal
@@ -201,9 +218,27 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
     def Authenticate(self, request: pb.AuthenticateRequest, context):
         return pb.AuthenticateResponse(principal=principal_to_pb(self._verify(request, context)))
 
-    def authenticate_serialized(self, request: pb.AuthenticateRequest, context) -> bytes:
-        """``Authenticate`` as registered with the server: the response already serialized."""
-        principal = self._verify(request, context)
+    def authenticate_cached(self, request: pb.AuthenticateRequest) -> bytes | None:
+        """The serialized answer when the verified cache alone grants the call, else ``None``
+        (see :meth:`CredentialManager.authenticate_cached`); the call gate tries it first."""
+        principal = self.manager.authenticate_cached(request.credential, request.required_scopes, request.caller)
+        if principal is None:
+            return None
+        self.authenticate_outcomes.ok()
+        return self._wire_of(principal)
+
+    def authenticate_serialized(self, request: pb.AuthenticateRequest, context) -> bytes | None:
+        """``Authenticate`` as registered with the server: the response already serialized, and a
+        refusal returned rather than raised (see :func:`refuse`)."""
+        try:
+            principal = self.manager.authenticate(request.credential, request.required_scopes, request.caller)
+        except AuthError as error:
+            self._refused(error)
+            return refuse(context, error)
+        self.authenticate_outcomes.ok()
+        return self._wire_of(principal)
+
+    def _wire_of(self, principal: Principal) -> bytes:
         memo = self._wire.get(id(principal))
         if memo is not None and memo[0] is principal:
             return memo[1]
@@ -351,20 +386,30 @@ def _serialize(message) -> bytes:
     return message.SerializeToString()
 
 
-def add_to_server(servicer: AuthServicer, server: grpc.Server) -> None:
-    """Register the service with decoders that turn undecodable requests into INVALID_ARGUMENT."""
+def add_to_server(servicer: AuthServicer, server: grpc.Server, gate=None) -> None:
+    """Register the service with decoders that turn undecodable requests into INVALID_ARGUMENT.
+
+    ``gate`` (an :class:`auth_service.interceptors.CallGate`) wraps each handler here, once,
+    rather than as a server interceptor that would run on every call in the server's polling
+    thread; ``Authenticate`` hands it its cache probe to try before anything else.
+    """
     service = pb.DESCRIPTOR.services_by_name["AuthService"]
     handlers = {}
     for method in service.methods:
         request_cls = message_factory.GetMessageClass(method.input_type)
+        probe = None
         if method.name == "Authenticate":  # the hot path: memoized response bytes, sent as they are
             behaviour, serializer = servicer.authenticate_serialized, None
+            probe = servicer.authenticate_cached
         else:
             behaviour, serializer = getattr(servicer, method.name), _serialize
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+        handler = grpc.unary_unary_rpc_method_handler(
             _guarded(behaviour, method.name),
             request_deserializer=_safe_deserializer(request_cls),
             response_serializer=serializer,
         )
+        if gate is not None:
+            handler = gate.wrap(f"/{SERVICE_NAME}/{method.name}", handler, probe=probe)
+        handlers[method.name] = handler
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)

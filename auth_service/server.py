@@ -175,11 +175,13 @@ def build(
         access_log_enabled=settings.access_log,
         known_good=cached_and_live(manager),
     )
-    server = new_grpc_server((gate,), settings.max_concurrent_streams, settings.max_concurrent_rpcs)
+    # The gate wraps each handler once, at registration: as a server interceptor it would run on
+    # every call, in the polling thread every call of the process goes through.
+    server = new_grpc_server((), settings.max_concurrent_streams, settings.max_concurrent_rpcs)
     model = build_model(settings, manager, store) if isinstance(store, SqlStore) else None
     servicer = rpc.AuthServicer(manager, model)
-    rpc.add_to_server(servicer, server)
-    envoy.add_to_server(envoy.AuthorizationServicer(manager), server)
+    rpc.add_to_server(servicer, server, gate)
+    envoy.add_to_server(envoy.AuthorizationServicer(manager), server, gate)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
