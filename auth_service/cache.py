@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .models import KeyRecord, StoredState
-from .scopes import effective
+from .scopes import ALL_SCOPES, effective
 from .tokens import KeyKind
 
 
@@ -50,24 +51,35 @@ class CachedKey:
     allowed_origins: frozenset[str]
     principal: Principal
     cached_at: float  # monotonic
+    # For the hot path, which grants a call from the cache alone with as few steps as it can:
+    # until when (epoch seconds) the entry may grant Authenticate at all (0 for a revoked key or
+    # a key of another kind), and which requested scopes it grants (its effective scopes that are
+    # also registered, so that within them means known too).
+    grants_until: float = 0.0
+    grantable: frozenset[str] = frozenset()
 
     @classmethod
     def from_record(cls, record: KeyRecord, now_monotonic: float) -> CachedKey:
         until = record.valid_until()
         workspace_id = _shared(record.workspace_id)
         scopes = _shared(tuple(record.scopes))
+        valid_until = until.timestamp() if until is not None else None
+        grants = record.kind is KeyKind.SERVER and record.stored_state is not StoredState.REVOKED
+        effective_scopes = _shared(("effective", scopes), lambda: effective(scopes))
         return cls(
             key_id=record.key_id,
             kind=record.kind,
             workspace_id=workspace_id,
             stored_state=record.stored_state,
-            valid_until=until.timestamp() if until is not None else None,
-            effective_scopes=_shared(("effective", scopes), lambda: effective(scopes)),
+            valid_until=valid_until,
+            effective_scopes=effective_scopes,
             allowed_origins=_shared(
                 ("origins", tuple(record.allowed_origins)), lambda: frozenset(record.allowed_origins)
             ),
             principal=Principal(record.key_id, workspace_id, record.kind, scopes, until),
             cached_at=now_monotonic,
+            grants_until=(math.inf if valid_until is None else valid_until) if grants else 0.0,
+            grantable=_shared(("grantable", scopes), lambda: effective_scopes & ALL_SCOPES),
         )
 
 

@@ -141,6 +141,7 @@ class Pepper:
         self.primary_id = keyring.primary_id
         self._macs = {kid: KeyedSha256(material) for kid, material in keyring.keys}
         self._primary = self._macs[self.primary_id]
+        self.primary_mac = self._primary  # digest(bytes) under the primary pepper, for the hot path
 
     def digest(self, token: str) -> bytes:
         """Digest under the primary pepper (used for new keys and as the cache key)."""

@@ -221,6 +221,8 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
     def authenticate_cached(self, request: pb.AuthenticateRequest) -> bytes | None:
         """The serialized answer when the verified cache alone grants the call, else ``None``
         (see :meth:`CredentialManager.authenticate_cached`); the call gate tries it first."""
+        if request is _UNDECODABLE:
+            return None  # refused by the handler proper, as every undecodable request is
         principal = self.manager.authenticate_cached(request.credential, request.required_scopes, request.caller)
         if principal is None:
             return None

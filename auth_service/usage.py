@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from datetime import UTC, datetime
 
 from .errors import StoreUnavailable
@@ -71,24 +72,38 @@ class UsageRecorder(PeriodicFlush):
         self._store = store
         self._lock = threading.Lock()
         self._tally: dict[str, list] = {}
+        # Calls land here first: a deque's append is thread-safe without a lock (documented), so a
+        # call pays one append; the tally is built from it when the flush (or pending) drains it.
+        self._calls: deque[tuple[str, str, float]] = deque()
 
     def record(self, key_id: str, caller: str, now: float) -> None:
-        with self._lock:
-            entry = self._tally.get(key_id)
+        self._calls.append((key_id, caller, now))
+
+    def _drain(self) -> None:
+        """Fold the recorded calls into the tally; the caller holds ``self._lock``."""
+        calls, tally = self._calls, self._tally
+        popleft = calls.popleft
+        for _ in range(len(calls)):
+            key_id, caller, now = popleft()
+            entry = tally.get(key_id)
             if entry is None:
-                self._tally[key_id] = [1, now, caller]
+                tally[key_id] = [1, now, caller]
             else:
                 entry[0] += 1
-                entry[1] = max(entry[1], now)  # threads may record out of clock order
+                if now > entry[1]:  # threads may record out of clock order
+                    entry[1] = now
                 if caller:
                     entry[2] = caller
 
     def pending(self) -> int:
-        return len(self._tally)
+        with self._lock:
+            self._drain()
+            return len(self._tally)
 
     def flush(self) -> int:
         """Write the tally; on failure it is merged back. Returns keys written."""
         with self._lock:
+            self._drain()
             tally, self._tally = self._tally, {}
         if not tally:
             return 0

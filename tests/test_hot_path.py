@@ -26,7 +26,7 @@ from woes.auth.v1 import resources_pb2 as res
 
 from auth_service import server as server_mod
 from auth_service import tokens
-from auth_service.credentials import CredentialManager
+from auth_service.credentials import CredentialManager, IssueSpec
 from auth_service.crypto import Keyring, Pepper
 from auth_service.models import AuditEvent, KeyRecord, utcnow
 from auth_service.store import SqlStore
@@ -385,3 +385,30 @@ def test_the_cache_bound_holds_under_a_real_server(sqlite_url, pepper):
     finally:
         srv.channel.close()
         srv.runtime.stop(0.5)
+
+
+# -- the probe in front of the gate -------------------------------------------------------------
+
+
+def test_a_cached_credential_is_answered_by_the_probe_over_a_real_channel(live_server, monkeypatch):
+    """Once cached, a valid credential never reaches the full rule; everything else still does."""
+    srv = live_server
+    manager = srv.runtime.manager
+    secret = manager.issue_key("admin:test", _spec(("messages:read",))).secret
+    request = pb.AuthenticateRequest(credential=secret, required_scopes=["messages:read"], caller="svc")
+    first = srv.stub.Authenticate(request, timeout=10)
+    full_calls = []
+    real_authenticate = manager.authenticate
+    monkeypatch.setattr(manager, "authenticate", lambda *a: full_calls.append(a) or real_authenticate(*a))
+    for _ in range(5):
+        assert srv.stub.Authenticate(request, timeout=10) == first
+    assert full_calls == []
+    # A refusal of a cached key (a scope it lacks) goes the full way, and its error is complete.
+    denied = pb.AuthenticateRequest(credential=secret, required_scopes=["messages:write"])
+    assert call_error(lambda: srv.stub.Authenticate(denied, timeout=10)).reason == "INSUFFICIENT_SCOPE"
+    assert len(full_calls) == 1
+    assert srv.runtime.servicer.authenticate_outcomes.snapshot() == {"ok": 6, "INSUFFICIENT_SCOPE": 1}
+
+
+def _spec(scopes) -> IssueSpec:
+    return IssueSpec("ws-probe", tokens.KeyKind.SERVER, scopes=tuple(scopes))

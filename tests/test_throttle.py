@@ -237,3 +237,65 @@ def test_the_gate_reads_no_peer_while_no_bucket_is_empty_and_refuses_once_one_is
         behavior(request, context)
     assert context.peers == 1
     assert throttle.refused["caller"] == 1
+
+
+class _RefusingContext(_CountingContext):
+    """A context on which a handler sets its refusal instead of raising it (rpc.refuse)."""
+
+    def __init__(self):
+        super().__init__()
+        self._code = None
+
+    def set_code(self, code):
+        self._code = code
+
+    def code(self):
+        return self._code
+
+
+def test_a_refusal_returned_by_the_handler_is_charged_like_a_raised_one():
+    throttle = Throttle(caller=(2, 0.001), key=(1000, 0.001))
+    gate = CallGate(policy=load_policy(None, False), tls=False, throttle=throttle)
+
+    def refusing(request, context):
+        context.set_code(grpc.StatusCode.UNAUTHENTICATED)
+        return None
+
+    handler = grpc.unary_unary_rpc_method_handler(refusing)
+    behavior = gate.wrap("/woes.auth.v1.AuthService/Authenticate", handler).unary_unary
+    request = pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token)
+    assert behavior(request, _RefusingContext()) is None
+    assert behavior(request, _RefusingContext()) is None
+    assert throttle.callers.retry_after("ipv4:127.0.0.1:5000") > 0  # both failures were charged
+    with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
+        behavior(request, _RefusingContext())
+
+
+def test_the_probe_answers_first_and_is_never_throttled():
+    throttle = Throttle(caller=(1, 0.001), key=(1000, 0.001))
+    gate = CallGate(policy=load_policy(None, False), tls=False, throttle=throttle)
+    calls = []
+
+    def inner(request, context):
+        calls.append(request)
+        return b"from the handler"
+
+    probe_answers = {"granted"}
+    behavior = gate.wrap(
+        "/woes.auth.v1.AuthService/Authenticate",
+        grpc.unary_unary_rpc_method_handler(inner),
+        probe=lambda request: b"from the probe" if request.caller in probe_answers else None,
+    ).unary_unary
+    throttle.failed("ipv4:127.0.0.1:5000", "")  # this connection has used up its failures
+    granted = pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token, caller="granted")
+    assert behavior(granted, _CountingContext()) == b"from the probe"
+    assert calls == []
+    with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
+        behavior(pb.AuthenticateRequest(credential=granted.credential, caller="other"), _CountingContext())
+    assert calls == []
+
+
+def test_services_other_than_the_gated_ones_pass_through_untouched():
+    gate = CallGate(policy=load_policy(None, False), tls=False, throttle=Throttle())
+    handler = grpc.unary_unary_rpc_method_handler(lambda request, context: b"ok")
+    assert gate.wrap("/grpc.health.v1.Health/Check", handler) is handler

@@ -1,0 +1,255 @@
+"""CredentialManager.authenticate_cached, the hot path, against the full rule (authenticate).
+
+The probe may only ever grant what ``authenticate`` grants, and when it declines it must leave no
+trace (no counter, no usage, no cache change), since the full path runs right after it. The
+negative cache answers a repeated unknown credential from its digest alone, before the parse,
+and still never hides a key issued after the miss.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from auth_service import credentials as credentials_mod
+from auth_service import tokens
+from auth_service.cache import VerifiedCache
+from auth_service.credentials import MAX_CALLER, MAX_REQUIRED_SCOPES, CredentialManager, IssueSpec
+from auth_service.errors import AuthError, CredentialUnknown
+from auth_service.models import AuditEvent, KeyRecord, utcnow
+from auth_service.store import SqlStore
+from auth_service.tokens import KeyKind
+from tests.test_credentials import ACTOR, ShiftedClock
+
+
+@pytest.fixture
+def hot(sqlite_url, pepper, monkeypatch):
+    clock = ShiftedClock()
+    monkeypatch.setattr(credentials_mod, "time", clock)
+    monkeypatch.setattr(credentials_mod, "utcnow", clock.utcnow)
+    store = SqlStore(sqlite_url)
+    manager = CredentialManager(store, pepper)
+    manager.clock = clock
+    yield manager
+    store.close()
+
+
+def _issue(manager, kind=KeyKind.SERVER, scopes=("conversations:write", "messages:read"), **kw):
+    return manager.issue_key(
+        ACTOR, IssueSpec("ws-1", kind, scopes=tuple(scopes) if kind is KeyKind.SERVER else (), **kw)
+    )
+
+
+def _trace(manager) -> tuple:
+    cache = manager.cache
+    return (cache.hits, cache.misses, cache.negative_hits, len(cache), manager.usage.pending(), manager.store_reads)
+
+
+def _full(manager, token, scopes, caller):
+    try:
+        return manager.authenticate(token, scopes, caller)
+    except AuthError as error:
+        return error
+
+
+def _agrees(manager, token, scopes=(), caller=""):
+    """Probe, then the full rule; the probe's answer (when it gives one) must be the full rule's."""
+    before = _trace(manager)
+    fast = manager.authenticate_cached(token, scopes, caller)
+    if fast is None:
+        assert _trace(manager) == before, "a declining probe changed or counted something"
+    full = _full(manager, token, scopes, caller)
+    if fast is not None:
+        assert full == fast, f"the probe granted what authenticate answers with {full!r}"
+    return fast, full
+
+
+def test_a_cached_valid_key_is_granted_by_the_probe_alone(hot):
+    issued = _issue(hot)
+    fast, full = _agrees(hot, issued.secret)  # not cached yet: the probe declines, the full path caches
+    assert fast is None and full.key_id == issued.key.key_id
+    for scopes in ((), ("conversations:read",), ("conversations:write", "messages:read"), ["messages:read"] * 3):
+        hits = hot.cache.hits
+        fast, full = _agrees(hot, issued.secret, scopes, "svc-a")
+        assert fast is not None and fast.key_id == issued.key.key_id
+        assert hot.cache.hits == hits + 2  # one hit for the probe, one for the full rule after it
+
+
+@pytest.mark.parametrize(
+    "scopes, caller",
+    [
+        (("webhooks:write",), ""),  # held by nobody here: insufficient scope
+        (("messages:write",), ""),  # read held, write asked
+        (("nonsense:read",), ""),  # not a registered scope
+        (("conversations:read",) * (MAX_REQUIRED_SCOPES + 1), ""),  # too many, though all held
+        ((), "c" * (MAX_CALLER + 1)),  # caller too long
+    ],
+)
+def test_the_probe_declines_what_the_full_rule_refuses(hot, scopes, caller):
+    issued = _issue(hot)
+    hot.authenticate(issued.secret)
+    fast, full = _agrees(hot, issued.secret, scopes, caller)
+    assert fast is None and isinstance(full, AuthError)
+
+
+def test_revoked_expired_and_rotated_keys(hot):
+    revoked = _issue(hot)
+    expiring = _issue(hot, expire_time=utcnow() + timedelta(hours=1))
+    rotating = _issue(hot)
+    for issued in (revoked, expiring, rotating):
+        hot.authenticate(issued.secret)
+    hot.revoke(ACTOR, revoked.key.key_id, "test")
+    fast, full = _agrees(hot, revoked.secret)
+    assert fast is None and full.reason == "CREDENTIAL_REVOKED"
+    # Within its validity the expiring key is granted by the probe; past it, by neither.
+    assert _agrees(hot, expiring.secret)[0] is not None
+    hot.clock.advance(3601)
+    fast, full = _agrees(hot, expiring.secret)
+    assert fast is None and full.reason == "CREDENTIAL_EXPIRED"
+    # A rotated key within its grace period is still granted; after it, no more.
+    new, _ = hot.rotate(ACTOR, rotating.key.key_id, timedelta(hours=2))
+    hot.authenticate(rotating.secret)  # re-cached in its rotated state
+    assert _agrees(hot, rotating.secret)[0].key_id == rotating.key.key_id
+    hot.clock.advance(2 * 3600 + 1)
+    fast, full = _agrees(hot, rotating.secret)
+    assert fast is None and full.reason == "CREDENTIAL_EXPIRED"
+    assert _agrees(hot, new.secret)[1].key_id == new.key.key_id
+
+
+def test_other_kinds_are_never_granted(hot):
+    widget = _issue(hot, kind=KeyKind.WIDGET)
+    hot.verify_widget_key(widget.secret, "")  # cached by its own RPC
+    fast, full = _agrees(hot, widget.secret)
+    assert fast is None and full.reason == "WIDGET_KEY_NOT_API_CREDENTIAL"
+    admin = hot.bootstrap_admin("ops")
+    hot.authenticate_admin(admin.secret)
+    fast, full = _agrees(hot, admin.secret)
+    assert fast is None and full.reason == "CREDENTIAL_KIND_NOT_ACCEPTED"
+
+
+def test_a_stale_change_feed_stops_the_probe(hot):
+    issued = _issue(hot)
+    hot.authenticate(issued.secret)
+    hot.feed_staleness = lambda: hot.outage_window + 1
+    fast, full = _agrees(hot, issued.secret)
+    assert fast is None and full.reason == "STORE_UNAVAILABLE"
+    hot.feed_staleness = lambda: 0.0
+    assert _agrees(hot, issued.secret)[0] is not None
+
+
+def test_a_probe_miss_lends_its_digest_to_the_full_path(hot, monkeypatch):
+    issued = _issue(hot)
+    computed = []
+    real = hot.pepper.digest
+    monkeypatch.setattr(hot.pepper, "digest", lambda token: computed.append(token) or real(token))
+    assert hot.authenticate_cached(issued.secret) is None
+    assert hot.authenticate(issued.secret).key_id == issued.key.key_id
+    assert computed.count(issued.secret) == 0  # the HMAC of the miss was reused, not computed again
+    # Another credential on the same thread does not reuse it.
+    other = _issue(hot)
+    issuing = computed.count(other.secret)
+    assert hot.authenticate_cached(issued.secret) is not None
+    hot.authenticate(other.secret)
+    assert computed.count(other.secret) == issuing + 1
+
+
+def test_usage_from_the_probe_is_counted_once_per_call(hot):
+    issued = _issue(hot)
+    hot.authenticate(issued.secret, (), "svc-a")
+    for _ in range(5):
+        assert hot.authenticate_cached(issued.secret, (), "svc-b") is not None
+    assert hot.usage.flush() == 1
+    key = hot.get_key(issued.key.key_id)
+    assert key.use_count == 6
+    assert key.last_caller == "svc-b"
+
+
+# -- the negative cache by digest -------------------------------------------------------
+
+
+def test_a_repeated_unknown_credential_is_refused_before_the_parse(hot, monkeypatch):
+    token = tokens.mint(KeyKind.SERVER).token
+    with pytest.raises(CredentialUnknown):
+        hot.authenticate(token)
+    reads = hot.store_reads
+    parsed = []
+    real_parse = tokens.parse
+    monkeypatch.setattr(tokens, "parse", lambda t: parsed.append(t) or real_parse(t))
+    for _ in range(3):
+        with pytest.raises(CredentialUnknown):
+            hot.authenticate(token)
+    assert parsed == [] and hot.store_reads == reads
+    # A new secret under the same unknown key id is parsed, then refused by the key-id entry.
+    body = token[:21] + tokens.mint(KeyKind.SERVER).token[21:-6]
+    sibling = body + tokens.checksum(body)
+    with pytest.raises(CredentialUnknown):
+        hot.authenticate(sibling)
+    assert parsed == [sibling] and hot.store_reads == reads
+
+
+def test_a_wrong_secret_is_refused_before_the_parse(hot, monkeypatch):
+    issued = _issue(hot)
+    body = issued.secret[:21] + tokens.mint(KeyKind.SERVER).token[21:-6]
+    forged = body + tokens.checksum(body)
+    with pytest.raises(CredentialUnknown):
+        hot.authenticate(forged)
+    parsed = []
+    real_parse = tokens.parse
+    monkeypatch.setattr(tokens, "parse", lambda t: parsed.append(t) or real_parse(t))
+    with pytest.raises(CredentialUnknown):
+        hot.authenticate(forged)
+    assert parsed == []
+    assert hot.authenticate(issued.secret).key_id == issued.key.key_id
+
+
+def test_the_digest_entry_never_hides_a_key_issued_after_the_miss(hot, pepper):
+    cred = tokens.mint(KeyKind.SERVER)
+    for _ in range(2):
+        with pytest.raises(CredentialUnknown):
+            hot.authenticate(cred.token)
+    assert hot.cache.is_unknown_digest(pepper.digest(cred.token))
+    # Another process issues exactly this credential; the change feed announces it here.
+    record = KeyRecord(
+        key_id=cred.key_id,
+        workspace_id="ws-late",
+        kind=KeyKind.SERVER,
+        display_name="issued after the miss",
+        scopes=("messages:read",),
+        allowed_origins=(),
+        digest=pepper.digest(cred.token),
+        pepper_id=pepper.primary_id,
+        hint=tokens.hint(cred.token),
+        create_time=utcnow(),
+    )
+    hot.store.insert_key(record, AuditEvent(action="key.issue", actor="test", outcome="ok"))
+    hot.cache.forget_unknown(cred.key_id)
+    assert not hot.cache.is_unknown_digest(pepper.digest(cred.token))
+    assert hot.authenticate(cred.token).key_id == cred.key_id
+
+
+def test_widget_shaped_strings_keep_their_own_refusal(hot):
+    """A widget key refused at VerifyWidgetKey (wrong secret) is still 'a widget key' to Authenticate."""
+    widget = _issue(hot, kind=KeyKind.WIDGET)
+    body = widget.secret[:21] + tokens.mint(KeyKind.WIDGET).token[21:-6]
+    forged = body + tokens.checksum(body)
+    with pytest.raises(CredentialUnknown):
+        hot.verify_widget_key(forged, "")
+    with pytest.raises(AuthError) as info:
+        hot.authenticate(forged)
+    assert info.value.reason == "WIDGET_KEY_NOT_API_CREDENTIAL"
+
+
+def test_unknown_digests_follow_their_key_id_and_stay_bounded():
+    cache = VerifiedCache(max_entries=10, negative_max_entries=5, negative_ttl=60)
+    for n in range(8):
+        cache.remember_unknown_key_id(f"{n:012d}", cache.generation(), bytes([n]) * 32)
+    assert not cache.is_unknown_digest(bytes([0]) * 32)  # pushed out by the bound
+    assert cache.is_unknown_digest(bytes([7]) * 32)
+    cache.forget_unknown(f"{7:012d}")
+    assert not cache.is_unknown_digest(bytes([7]) * 32)
+    cache.invalidate(f"{6:012d}")
+    assert not cache.is_unknown_digest(bytes([6]) * 32)
+    expired = VerifiedCache(negative_ttl=0)
+    expired.remember_unknown_key_id("k" * 12, expired.generation(), b"d" * 32)
+    assert not expired.is_unknown_digest(b"d" * 32)
