@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import threading
+import time
 from datetime import UTC, datetime
 
 from . import tokens
@@ -88,6 +89,10 @@ class AuditLog:
         return rows, token
 
 
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
 def _encode(last_id: int, filt: list[str]) -> str:
     return base64.urlsafe_b64encode(json.dumps({"f": filt, "i": last_id}).encode()).decode().rstrip("=")
 
@@ -118,8 +123,9 @@ class FailureCounter(PeriodicFlush):
         self._counts: dict[tuple[str, str, str], list] = {}
 
     def record(self, method: str, reason: str, key_id: str = "", workspace_id: str = "") -> None:
-        now = datetime.now(UTC)
-        if not tokens.is_key_id(key_id):
+        # Epoch seconds here (a flood records one failure per call), datetimes when written.
+        now = time.time()
+        if key_id and not tokens.is_key_id(key_id):
             key_id = ""
         with self._lock:
             k = (method, key_id, reason)
@@ -149,8 +155,8 @@ class FailureCounter(PeriodicFlush):
                 outcome=reason,
                 key_id=key_id,
                 workspace_id=workspace_id,
-                detail=f"count={n} first={first.isoformat()} last={last.isoformat()}",
-                time=last,
+                detail=f"count={n} first={_iso(first)} last={_iso(last)}",
+                time=datetime.fromtimestamp(last, UTC),
             )
             for (method, key_id, reason), (n, first, last, workspace_id) in counts.items()
         ]

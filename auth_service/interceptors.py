@@ -20,6 +20,7 @@ untouched.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import uuid
@@ -105,17 +106,34 @@ def cached_and_live(manager) -> Callable[[str], bool]:
     return check
 
 
-def abort_throttled(context: grpc.ServicerContext, error: TooManyFailures):
-    status = rpc.status_for(error)
-    retry = any_pb2.Any()
-    seconds = max(error.retry_after, 0.001)
-    retry.Pack(
-        error_details_pb2.RetryInfo(
-            retry_delay=duration_pb2.Duration(seconds=int(seconds), nanos=int((seconds % 1) * 1e9))
+_THROTTLED_MEMO_MAX = 1024
+_throttled_memo: dict[tuple[str, int], grpc.Status] = {}
+
+
+def throttled_status(error: TooManyFailures) -> grpc.Status:
+    """The status of a throttled call, with a RetryInfo of ``error.retry_after`` rounded up to the
+    next 10 ms; one object per scope and delay, since a flood is refused many times over."""
+    centis = max(1, math.ceil(error.retry_after * 100))
+    key = (error.metadata.get("scope", ""), centis)
+    status = _throttled_memo.get(key)
+    if status is None:
+        proto = rpc.status_for(error)
+        retry = any_pb2.Any()
+        retry.Pack(
+            error_details_pb2.RetryInfo(
+                retry_delay=duration_pb2.Duration(seconds=centis // 100, nanos=(centis % 100) * 10_000_000)
+            )
         )
-    )
-    status.details.append(retry)
-    context.abort_with_status(rpc_status.to_status(status))
+        proto.details.append(retry)
+        status = rpc_status.to_status(proto)
+        if len(_throttled_memo) >= _THROTTLED_MEMO_MAX:
+            _throttled_memo.clear()
+        _throttled_memo[key] = status
+    return status
+
+
+def abort_throttled(context: grpc.ServicerContext, error: TooManyFailures):
+    context.abort_with_status(throttled_status(error))
 
 
 class CallGate(grpc.ServerInterceptor):
@@ -244,10 +262,16 @@ class CallGate(grpc.ServerInterceptor):
         def presented_key_id(request, context) -> str:
             return key_id_of(presented(request, context))
 
+        # A handler registered without a response serializer may end a call by setting its status and
+        # returning None (see rpc.refuse): throttled refusals of such a method are returned too.
+        returns_refusals = handler.response_serializer is None
+
         def refuse(context, scope: str, wait: float):
             throttle.refused[scope] += 1
             if self.metrics is not None:
                 self.metrics.throttled.labels(scope).inc()
+            if returns_refusals:
+                return rpc.set_status(context, throttled_status(TooManyFailures(scope, wait)))
             return abort_throttled(context, TooManyFailures(scope, wait))
 
         def count_failure(request, context, caller: str | None, key_id: str | None) -> str:

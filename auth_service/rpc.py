@@ -113,7 +113,11 @@ def refuse(context: grpc.ServicerContext, error: AuthError) -> None:
     credentials would pay on every call. ``tests/test_rpc_server.py`` checks every reason of
     ``Authenticate`` over a real server, trailer included.
     """
-    status = _grpc_status(error)
+    return set_status(context, _grpc_status(error))
+
+
+def set_status(context: grpc.ServicerContext, status: grpc.Status) -> None:
+    """What :func:`refuse` does, for a status already built."""
     context.set_code(status.code)
     context.set_details(status.details)
     context.set_trailing_metadata(status.trailing_metadata)

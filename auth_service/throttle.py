@@ -65,12 +65,17 @@ class TokenBuckets:
     def take(self, key: str, now: float | None = None) -> None:
         """Record one failure against ``key``."""
         now = time.monotonic() if now is None else now
+        buckets = self._buckets
         with self._lock:
-            state = self._buckets.get(key)
-            tokens = self.burst if state is None else self._tokens(state, now)
-            left = max(tokens - 1.0, 0.0)
-            self._buckets[key] = (left, now)
-            self._buckets.move_to_end(key)
+            state = buckets.get(key)
+            if state is None:
+                left = self.burst - 1.0
+            else:
+                left = min(self.burst, state[0] + (now - state[1]) * self.rate) - 1.0
+                buckets.move_to_end(key)
+            if left < 0.0:
+                left = 0.0
+            buckets[key] = (left, now)
             while len(self._buckets) > self.max_entries:
                 self._buckets.popitem(last=False)
             if left < 1.0:

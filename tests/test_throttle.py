@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import auth_service_pb2_grpc
@@ -12,7 +12,8 @@ from woes.auth.v1 import auth_service_pb2_grpc
 from auth_service import tokens
 from auth_service.config import ConfigError, Settings, parse_rate
 from auth_service.credentials import IssueSpec
-from auth_service.interceptors import CallGate
+from auth_service.errors import TooManyFailures
+from auth_service.interceptors import CallGate, throttled_status
 from auth_service.policy import VERIFY, load_policy
 from auth_service.throttle import Throttle, TokenBuckets
 from auth_service.tokens import KeyKind
@@ -202,20 +203,40 @@ def test_a_revoked_key_is_not_known_good(throttled_server):
 
 
 class _CountingContext:
-    """Just enough of a servicer context to see what the gate reads."""
+    """Just enough of a servicer context to see what the gate reads and what status it sets."""
 
     def __init__(self):
         self.peers = 0
+        self._code = None
 
     def peer(self) -> str:
         self.peers += 1
         return "ipv4:127.0.0.1:5000"
 
+    def set_code(self, code):
+        self._code = code
+
+    def set_details(self, details):
+        self.details = details
+
+    def set_trailing_metadata(self, metadata):
+        self.trailing = metadata
+
     def code(self):
-        return None
+        return self._code
 
     def abort_with_status(self, status):
         raise RuntimeError(f"aborted: {status.code.name}")
+
+
+def _refused_with(behavior, request, context) -> str:
+    """The status code name a gated call ended with, raised (abort) or returned (rpc.set_status)."""
+    try:
+        answer = behavior(request, context)
+    except RuntimeError as exc:
+        return str(exc).removeprefix("aborted: ")
+    assert answer is None
+    return context.code().name
 
 
 def test_the_gate_reads_no_peer_while_no_bucket_is_empty_and_refuses_once_one_is():
@@ -233,24 +254,9 @@ def test_the_gate_reads_no_peer_while_no_bucket_is_empty_and_refuses_once_one_is
     # This connection uses up its failures: its calls are looked at, and refused.
     for _ in range(3):
         throttle.failed("ipv4:127.0.0.1:5000", "")
-    with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
-        behavior(request, context)
+    assert _refused_with(behavior, request, context) == "RESOURCE_EXHAUSTED"
     assert context.peers == 1
     assert throttle.refused["caller"] == 1
-
-
-class _RefusingContext(_CountingContext):
-    """A context on which a handler sets its refusal instead of raising it (rpc.refuse)."""
-
-    def __init__(self):
-        super().__init__()
-        self._code = None
-
-    def set_code(self, code):
-        self._code = code
-
-    def code(self):
-        return self._code
 
 
 def test_a_refusal_returned_by_the_handler_is_charged_like_a_raised_one():
@@ -264,11 +270,13 @@ def test_a_refusal_returned_by_the_handler_is_charged_like_a_raised_one():
     handler = grpc.unary_unary_rpc_method_handler(refusing)
     behavior = gate.wrap("/woes.auth.v1.AuthService/Authenticate", handler).unary_unary
     request = pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token)
-    assert behavior(request, _RefusingContext()) is None
-    assert behavior(request, _RefusingContext()) is None
+    assert behavior(request, _CountingContext()) is None
+    assert behavior(request, _CountingContext()) is None
     assert throttle.callers.retry_after("ipv4:127.0.0.1:5000") > 0  # both failures were charged
-    with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
-        behavior(request, _RefusingContext())
+    context = _CountingContext()
+    assert _refused_with(behavior, request, context) == "RESOURCE_EXHAUSTED"
+    # Returned, not raised (the handler sends bytes as they are), with its RetryInfo trailer.
+    assert any(name == "grpc-status-details-bin" for name, _ in context.trailing)
 
 
 def test_the_probe_answers_first_and_is_never_throttled():
@@ -290,8 +298,8 @@ def test_the_probe_answers_first_and_is_never_throttled():
     granted = pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token, caller="granted")
     assert behavior(granted, _CountingContext()) == b"from the probe"
     assert calls == []
-    with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
-        behavior(pb.AuthenticateRequest(credential=granted.credential, caller="other"), _CountingContext())
+    other = pb.AuthenticateRequest(credential=granted.credential, caller="other")
+    assert _refused_with(behavior, other, _CountingContext()) == "RESOURCE_EXHAUSTED"
     assert calls == []
 
 
@@ -299,3 +307,13 @@ def test_services_other_than_the_gated_ones_pass_through_untouched():
     gate = CallGate(policy=load_policy(None, False), tls=False, throttle=Throttle())
     handler = grpc.unary_unary_rpc_method_handler(lambda request, context: b"ok")
     assert gate.wrap("/grpc.health.v1.Health/Check", handler) is handler
+
+
+def test_throttled_statuses_are_built_once_per_scope_and_delay():
+    first = throttled_status(TooManyFailures("key_id", 0.4321))
+    assert throttled_status(TooManyFailures("key_id", 0.435)) is first  # both round up to 0.44 s
+    assert throttled_status(TooManyFailures("caller", 0.435)) is not first
+    trailer = dict(first.trailing_metadata)["grpc-status-details-bin"]
+    retry = error_details_pb2.RetryInfo()
+    assert any(d.Unpack(retry) for d in status_pb2.Status.FromString(trailer).details if d.Is(retry.DESCRIPTOR))
+    assert (retry.retry_delay.seconds, retry.retry_delay.nanos) == (0, 440_000_000)
