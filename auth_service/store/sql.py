@@ -26,7 +26,6 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    bindparam,
     case,
     create_engine,
     delete,
@@ -120,6 +119,19 @@ Index("ix_audit_workspace", audit_events.c.workspace_id, audit_events.c.id)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
+
+
+# The usage update with positional parameters: use count delta, last used (twice), caller (twice), key id.
+_USAGE_SQL = (
+    "UPDATE keys SET use_count = use_count + ?, "
+    "last_used_us = CASE WHEN last_used_us IS NULL OR last_used_us < ? THEN ? ELSE last_used_us END, "
+    "last_caller = CASE WHEN ? <> '' THEN ? ELSE last_caller END "
+    "WHERE key_id = ?"
+)
+
+
+def _usage_sql(paramstyle: str) -> str:
+    return _USAGE_SQL if paramstyle == "qmark" else _USAGE_SQL.replace("?", "%s")
 
 
 def to_us(value: datetime | None) -> int | None:
@@ -497,26 +509,17 @@ class SqlStore(CredentialStore):
     def record_usage(self, deltas: list[UsageDelta]) -> None:
         if not deltas:
             return
-        stmt = (
-            update(keys)
-            .where(keys.c.key_id == bindparam("k"))
-            .values(
-                use_count=keys.c.use_count + bindparam("n"),
-                last_used_us=case(
-                    (
-                        or_(keys.c.last_used_us.is_(None), keys.c.last_used_us < bindparam("t")),
-                        bindparam("t"),
-                    ),
-                    else_=keys.c.last_used_us,
-                ),
-                last_caller=case(
-                    (bindparam("c") != "", bindparam("c")),
-                    else_=keys.c.last_caller,
-                ),
-            )
-        )
-        params = [{"k": d.key_id, "n": d.count, "t": to_us(d.last_used_time), "c": d.last_caller} for d in deltas]
-        self._writing(lambda conn: conn.execute(stmt, params))
+        # One statement for the whole batch, handed to the driver's executemany with plain tuples:
+        # a flush can carry every key used in the interval (tens of thousands), and building
+        # SQLAlchemy's per-row parameter dictionaries cost twice the database work, on the
+        # serving process's CPU.
+        sql = _usage_sql(self._write.dialect.paramstyle)
+        params = [
+            (d.count, t, t, d.last_caller, d.last_caller, d.key_id)
+            for d in deltas
+            for t in (to_us(d.last_used_time),)
+        ]
+        self._writing(lambda conn: conn.exec_driver_sql(sql, params))
 
     # -- audit ------------------------------------------------------------
 
