@@ -26,7 +26,8 @@ thousand) reaches the server as a malformed credential: those are listed as
 Settings (environment): BENCH_WORKERS (default: cores), BENCH_DURATION
 seconds per case (default 6), BENCH_CONNECTIONS (default 8 per worker),
 BENCH_STREAMS per connection (default 4), BENCH_RSS_KEYS (default 100000),
-BENCH_ROUNDS interleaved baseline/warm/flood rounds (default 5).
+BENCH_ROUNDS interleaved baseline/warm/flood rounds (default 7, every other one in
+reverse order).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ DURATION = env_int("BENCH_DURATION", 6)
 CONNECTIONS = env_int("BENCH_CONNECTIONS", 8 * WORKERS)
 STREAMS = env_int("BENCH_STREAMS", 4)
 RSS_KEYS = env_int("BENCH_RSS_KEYS", 100_000)
-ROUNDS = env_int("BENCH_ROUNDS", 5)
+ROUNDS = env_int("BENCH_ROUNDS", 7)
 ROUND_FIELDS = ("calls_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_us_per_call")
 
 
@@ -689,28 +690,42 @@ def main() -> int:
         cases["churn"]["churn_failures"] = churn.failures
         # Interleaved rounds: on a shared machine the throughput of one 6-second run drifts by tens
         # of per cent, so the ratios that decide the targets are measured back to back, baseline
-        # (kept running on a second port) then warm then flood, ROUNDS times; the medians count.
-        say(f"interleaved rounds: baseline, warm, flood, {ROUNDS} times")
+        # (kept running on a second port), warm and flood, ROUNDS times; the medians count. Every
+        # other round runs them in the reverse order (flood, warm, baseline), so that a machine
+        # getting steadily faster or slower over a round favours neither side.
+        say(f"interleaved rounds: baseline, warm, flood (every other round reversed), {ROUNDS} times")
         base2 = BaselineServer(workdir, env, free_port_block(1), sample_response)
         rounds = []
         try:
             for n in range(ROUNDS):
-                b = measured(h2load, base2, warm_frames, workdir, f"round{n}-baseline", expect="ok")
-                w = measured(h2load, server, warm_frames, workdir, f"round{n}-warm", expect="ok")
-                # A fresh set of unknown credentials each round, seen once by every worker first: reusing
-                # one set would let the per-key-id throttle (and the negative cache's expiry) mix in.
-                fresh = [tokens.mint(tokens.KeyKind.SERVER).token for _ in range(WARM_KEYS)]
-                on_every_worker(channels, fresh)
-                f = measured(
-                    h2load,
-                    server,
-                    [grpc_frame(request_bytes(k)) for k in fresh],
-                    workdir,
-                    f"round{n}-flood",
-                    expect="CREDENTIAL_UNKNOWN",
-                )
+
+                def run_baseline(n=n):
+                    return measured(h2load, base2, warm_frames, workdir, f"round{n}-baseline", expect="ok")
+
+                def run_warm(n=n):
+                    return measured(h2load, server, warm_frames, workdir, f"round{n}-warm", expect="ok")
+
+                def run_flood(n=n):
+                    # A fresh set of unknown credentials each round, seen once by every worker first: reusing
+                    # one set would let the per-key-id throttle (and the negative cache's expiry) mix in.
+                    fresh = [tokens.mint(tokens.KeyKind.SERVER).token for _ in range(WARM_KEYS)]
+                    on_every_worker(channels, fresh)
+                    return measured(
+                        h2load,
+                        server,
+                        [grpc_frame(request_bytes(k)) for k in fresh],
+                        workdir,
+                        f"round{n}-flood",
+                        expect="CREDENTIAL_UNKNOWN",
+                    )
+
+                order = ("baseline", "warm", "flood") if n % 2 == 0 else ("flood", "warm", "baseline")
+                runs = {"baseline": run_baseline, "warm": run_warm, "flood": run_flood}
+                got = {case: runs[case]() for case in order}
+                b, w, f = got["baseline"], got["warm"], got["flood"]
                 rounds.append(
                     {
+                        "order": list(order),
                         "baseline": {k: b.get(k) for k in ROUND_FIELDS},
                         "warm": {k: w.get(k) for k in ROUND_FIELDS},
                         "flood": {k: f.get(k) for k in (*ROUND_FIELDS, "hot_path_store_reads")},
@@ -813,7 +828,8 @@ def table(r: dict) -> str:
             )
 
         lines += [
-            f"- Interleaved rounds (baseline, warm, flood back to back, {len(r['rounds'])} times; the targets are "
+            f"- Interleaved rounds (baseline, warm, flood back to back, every other round in reverse order, "
+            f"{len(r['rounds'])} times; the targets are "
             f"judged on these medians): warm {100 * med['warm_ratio']:.0f} % of baseline calls/s "
             f"(rounds: {per_round('warm')}), p99 {med['warm_p99_ratio']:.2f}x; flood {100 * med['flood_ratio']:.0f} % "
             f"(rounds: {per_round('flood')}), p99 {med['flood_p99_ratio']:.2f}x; flood store reads "
