@@ -197,15 +197,17 @@ class Settings:
         return self.data_dir
 
 
-def parse_rate(text: str, what: str = "rate") -> tuple[float, float]:
-    """``burst/per-second`` as two positive numbers (e.g. ``50/5``)."""
+def parse_rate(text: str, what: str = "rate") -> tuple[float, float] | None:
+    """``burst/per-second`` as two positive numbers (e.g. ``50/5``), or ``None`` for ``off``."""
+    if text.strip().lower() == "off":
+        return None
     burst, sep, rate = text.partition("/")
     try:
         values = (float(burst), float(rate))
     except ValueError:
         values = (0.0, 0.0)
     if not sep or values[0] < 1 or values[1] <= 0:
-        raise ConfigError(f"{what} must be burst/rate with burst >= 1 and rate > 0, e.g. 50/5")
+        raise ConfigError(f"{what} must be burst/rate with burst >= 1 and rate > 0 (e.g. 50/5), or off")
     return values
 
 

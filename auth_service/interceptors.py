@@ -274,11 +274,15 @@ class CallGate(grpc.ServerInterceptor):
                 return rpc.set_status(context, throttled_status(TooManyFailures(scope, wait)))
             return abort_throttled(context, TooManyFailures(scope, wait))
 
-        def count_failure(request, context, caller: str | None, key_id: str | None) -> str:
+        charges_callers, charges_keys = throttle.charges_callers, throttle.charges_keys
+
+        def count_failure(request, context, caller: str | None, key_id: str | None) -> str | None:
             """Charge a refused authentication to the caller and the key id; returns the key id."""
-            if key_id is None:
+            if key_id is None and charges_keys:
                 key_id = presented_key_id(request, context)
-            throttle.failed(context.peer() if caller is None else caller, key_id)
+            if caller is None and charges_callers:
+                caller = context.peer()
+            throttle.failed(caller or "", key_id or "")
             return key_id
 
         def make_behavior(probe):

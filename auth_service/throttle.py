@@ -21,7 +21,8 @@ again, valid calls go back to costing one truthiness test: they do not read
 the peer or the key id while nothing is blocked, however many buckets remain.
 
 Callers are the certificate identity with mTLS; on plaintext loopback, where
-every caller is anonymous, the connection (the peer address and port).
+every caller is anonymous, the connection (the peer address and port). Either
+limit can be turned off (``off``): its failures are then not recorded at all.
 Both maps are LRU-bounded, so a flood of made-up key ids cannot exhaust memory.
 """
 
@@ -112,17 +113,39 @@ class TokenBuckets:
                 del self._buckets[key]
 
 
+class NoBuckets:
+    """A limit that is off: nothing is ever blocked, failures are not even recorded."""
+
+    blocked: dict[str, float] = {}  # never filled
+
+    def __len__(self) -> int:
+        return 0
+
+    def retry_after(self, key: str, now: float | None = None) -> float:
+        return 0.0
+
+    def take(self, key: str, now: float | None = None) -> None:
+        return None
+
+    def any_blocked(self, now: float | None = None) -> bool:
+        return False
+
+
 class Throttle:
-    """Failed-authentication limits per caller and per key id."""
+    """Failed-authentication limits per caller and per key id; ``None`` turns a limit off."""
 
     def __init__(
         self,
-        caller: tuple[float, float] = (1000, 100),
-        key: tuple[float, float] = (20, 2),
+        caller: tuple[float, float] | None = (1000, 100),
+        key: tuple[float, float] | None = (20, 2),
         max_entries: int = 100_000,
     ):
-        self.callers = TokenBuckets(*caller, max_entries=max_entries)
-        self.keys = TokenBuckets(*key, max_entries=max_entries)
+        self.callers = TokenBuckets(*caller, max_entries=max_entries) if caller else NoBuckets()
+        self.keys = TokenBuckets(*key, max_entries=max_entries) if key else NoBuckets()
+        # Whether a failure is charged to its caller: when not, the gate need not find out who the
+        # caller is (on plaintext that is the peer address, which grpcio is slow to hand out).
+        self.charges_callers = caller is not None
+        self.charges_keys = key is not None
         self.refused = {"caller": 0, "key_id": 0}
 
     def caller_retry_after(self, caller: str) -> float:

@@ -317,3 +317,31 @@ def test_throttled_statuses_are_built_once_per_scope_and_delay():
     retry = error_details_pb2.RetryInfo()
     assert any(d.Unpack(retry) for d in status_pb2.Status.FromString(trailer).details if d.Is(retry.DESCRIPTOR))
     assert (retry.retry_delay.seconds, retry.retry_delay.nanos) == (0, 440_000_000)
+
+
+def test_a_limit_turned_off_records_nothing_and_the_gate_never_reads_the_peer():
+    assert parse_rate("off") is None and parse_rate(" OFF ") is None
+    throttle = Throttle(caller=parse_rate("off"), key=(2, 0.001))
+    gate = CallGate(policy=load_policy(None, False), tls=False, throttle=throttle)
+
+    def refusing(request, context):
+        context.set_code(grpc.StatusCode.UNAUTHENTICATED)
+        return None
+
+    behavior = gate.wrap("/woes.auth.v1.AuthService/Authenticate", grpc.unary_unary_rpc_method_handler(refusing))
+    behavior = behavior.unary_unary
+    context = _CountingContext()
+    for _ in range(5):
+        behavior(pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token), context)
+    assert context.peers == 0  # no caller limit: who the caller is does not matter
+    assert len(throttle.callers) == 0 and not throttle.callers.any_blocked()
+    # The key-id limit still holds.
+    request = pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token)
+    assert [_refused_with(behavior, request, _CountingContext()) for _ in range(3)] == [
+        "UNAUTHENTICATED",
+        "UNAUTHENTICATED",
+        "RESOURCE_EXHAUSTED",
+    ]
+    both_off = Throttle(caller=None, key=None)
+    both_off.failed("ipv4:127.0.0.1:1", "k" * 12)
+    assert len(both_off.keys) == 0 and both_off.keys.retry_after("k" * 12) == 0.0

@@ -515,9 +515,7 @@ class SqlStore(CredentialStore):
         # serving process's CPU.
         sql = _usage_sql(self._write.dialect.paramstyle)
         params = [
-            (d.count, t, t, d.last_caller, d.last_caller, d.key_id)
-            for d in deltas
-            for t in (to_us(d.last_used_time),)
+            (d.count, t, t, d.last_caller, d.last_caller, d.key_id) for d in deltas for t in (to_us(d.last_used_time),)
         ]
         self._writing(lambda conn: conn.exec_driver_sql(sql, params))
 
