@@ -208,9 +208,11 @@ class VerifiedCache:
                     del table[key]
         return False
 
-    def is_unknown_digest(self, digest: bytes) -> bool:
+    def is_unknown_digest(self, digest: bytes, count_miss: bool = False) -> bool:
         """Whether this exact credential was refused lately: its key id does not exist, or its secret
-        did not match. Answered from the digest alone, before the credential is parsed."""
+        did not match. Answered from the digest alone, before the credential is parsed. With
+        ``count_miss``, a "yes" also counts the miss of the verified cache the caller probed
+        (:meth:`probe` counts nothing), as :meth:`get` would have."""
         wrong = self._neg_digests.get(digest)
         key_id = self._unknown_digests.get(digest) if wrong is None else None
         if wrong is None and key_id is None:
@@ -226,6 +228,8 @@ class VerifiedCache:
                 self._neg_digests.pop(digest, None)
                 return False
             self.negative_hits += 1
+            if count_miss:
+                self.misses += 1
             return True
 
     def remember_unknown_key_id(self, key_id: str, generation: int, digest: bytes | None = None) -> None:

@@ -202,13 +202,17 @@ class CredentialManager:
 
     def authenticate_cached(
         self, token: str, required_scopes: tuple[str, ...] | list[str] = (), caller: str = ""
-    ) -> Principal | None:
-        """The hot path: the principal when the verified cache alone grants the call, else ``None``.
+    ) -> Principal | CredentialUnknown | None:
+        """The hot path: what the caches alone decide, or ``None`` for :meth:`authenticate` to decide.
 
-        Grants only what :meth:`authenticate` would grant: a cached server credential, live now,
-        the change feed fresh, the request's scopes within the key's and its fields within their
-        limits. Every other case, refusals included, returns ``None`` having changed and counted
-        nothing, and the caller goes on with :meth:`authenticate`.
+        * The principal, when the verified cache grants the call: a cached server credential,
+          live now, the change feed fresh, the request's scopes within the key's and its fields
+          within their limits (exactly what :meth:`authenticate` would grant).
+        * A :class:`CredentialUnknown`, *returned, not raised*, when the negative cache knows this
+          exact server credential as refused lately and the request's fields are valid (exactly
+          what :meth:`authenticate` would raise): the caller answers it once its own checks
+          (the throttle) let the call through.
+        * ``None`` in every other case, having changed and counted nothing.
         """
         if len(token) != tokens.TOKEN_LEN:
             return None
@@ -216,6 +220,19 @@ class CredentialManager:
         now_monotonic = time.monotonic()
         entry = self.cache.probe(digest, now_monotonic)
         if entry is None:
+            if (
+                token.startswith(_SERVER_PREFIX)
+                and len(caller) <= MAX_CALLER
+                and (
+                    not required_scopes
+                    or (
+                        len(required_scopes) <= MAX_REQUIRED_SCOPES
+                        and scope_registry.ALL_SCOPES.issuperset(required_scopes)
+                    )
+                )
+                and self.cache.is_unknown_digest(digest, count_miss=True)
+            ):
+                return CredentialUnknown("unknown credential")
             self.last_miss.digest = (token, digest)
             return None
         now = time.time()

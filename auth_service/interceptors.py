@@ -174,23 +174,31 @@ class CallGate(grpc.ServerInterceptor):
         return wrapped
 
     def wrap(
-        self, method: str, handler: grpc.RpcMethodHandler, probe: Callable[[object], object] | None = None
+        self,
+        method: str,
+        handler: grpc.RpcMethodHandler,
+        probe: Callable[[object], object] | None = None,
+        answer_refusal: Callable[[object, object, AuthError], object] | None = None,
     ) -> grpc.RpcMethodHandler:
         """The gated handler of ``method`` (``/package.Service/Method``); other services pass untouched.
 
         ``probe(request)``, when given, is tried once the caller passed the policy and before the
-        throttle: its answer (not ``None``) is the response. It must answer only calls the handler
-        would answer successfully, such as a credential the verified cache alone grants, so a
-        probe's answer is never throttled, exactly as known-good credentials are not.
+        throttle. Bytes are the response: the probe may only answer so what the handler would
+        answer successfully (a credential the verified cache alone grants), so such an answer is
+        never throttled, exactly as known-good credentials are not. An :class:`AuthError` is a
+        refusal the probe found without the handler (a credential the negative cache knows): the
+        throttle is applied first, as before the handler, then ``answer_refusal(request, context,
+        error)`` answers it in the handler's place. ``None``: the handler decides.
         """
         if handler.unary_unary is None:
             return handler
+        kw = {"probe": probe, "answer_refusal": answer_refusal}
         if method.startswith(_METHOD_PREFIX):
             name = method[len(_METHOD_PREFIX) :]
-            return self._wrap(name, group_of(name), handler, throttled=True, probe=probe)
+            return self._wrap(name, group_of(name), handler, throttled=True, **kw)
         if method.startswith(_ENVOY_PREFIX):
             # Check answers denials inside its response, never as UNAUTHENTICATED: policy only.
-            return self._wrap("envoy." + method[len(_ENVOY_PREFIX) :], VERIFY, handler, throttled=False, probe=probe)
+            return self._wrap("envoy." + method[len(_ENVOY_PREFIX) :], VERIFY, handler, throttled=False, **kw)
         return handler
 
     # -- identity and policy --------------------------------------------------
@@ -239,6 +247,7 @@ class CallGate(grpc.ServerInterceptor):
         *,
         throttled: bool,
         probe: Callable[[object], object] | None = None,
+        answer_refusal: Callable[[object, object, AuthError], object] | None = None,
     ) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
         known_good = self.known_good
@@ -286,7 +295,7 @@ class CallGate(grpc.ServerInterceptor):
             return key_id
 
         def make_behavior(probe):
-            def behavior(request, context):
+            def behavior(request, context, probed=None):
                 # While no bucket is empty (nobody failed too often lately): no peer, no key id, no lookup.
                 started = time.perf_counter() if observe else 0.0
                 identity = ANONYMOUS
@@ -301,9 +310,9 @@ class CallGate(grpc.ServerInterceptor):
                             return deny(context, identity, group, method)
                         identity = by_key
                     if probe is not None:
-                        answer = probe(request)
-                        if answer is not None:
-                            return answer
+                        probed = probe(request)
+                        if type(probed) is bytes:
+                            return probed
                     caller = identity if tls else None  # plaintext: the connection, read when needed
                     if throttled and callers.blocked and callers.any_blocked():
                         if caller is None:
@@ -317,7 +326,10 @@ class CallGate(grpc.ServerInterceptor):
                         if wait and not known_good(presented(request, context)):
                             return refuse(context, "key_id", wait)
                     try:
-                        result = inner(request, context)
+                        if probed is not None:  # a refusal the probe found, answered in the handler's place
+                            result = answer_refusal(request, context, probed)
+                        else:
+                            result = inner(request, context)
                     except BaseException:
                         # A refusal raised (context.abort) ...
                         if throttled and context.code() is unauthenticated:
@@ -346,9 +358,9 @@ class CallGate(grpc.ServerInterceptor):
 
             def behavior(request, context):
                 answer = probe(request)
-                if answer is not None:
+                if type(answer) is bytes:
                     return answer
-                return gated(request, context)
+                return gated(request, context, answer)
 
         return grpc.unary_unary_rpc_method_handler(
             behavior,

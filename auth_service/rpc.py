@@ -222,16 +222,22 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
     def Authenticate(self, request: pb.AuthenticateRequest, context):
         return pb.AuthenticateResponse(principal=principal_to_pb(self._verify(request, context)))
 
-    def authenticate_cached(self, request: pb.AuthenticateRequest) -> bytes | None:
-        """The serialized answer when the verified cache alone grants the call, else ``None``
-        (see :meth:`CredentialManager.authenticate_cached`); the call gate tries it first."""
+    def authenticate_cached(self, request: pb.AuthenticateRequest) -> bytes | AuthError | None:
+        """What the caches alone decide (see :meth:`CredentialManager.authenticate_cached`): the
+        serialized answer of a grant, a refusal for :meth:`authenticate_refused` to answer once the
+        call gate's throttle lets it through, or ``None``. The call gate tries it first."""
         if request is _UNDECODABLE:
             return None  # refused by the handler proper, as every undecodable request is
-        principal = self.manager.authenticate_cached(request.credential, request.required_scopes, request.caller)
-        if principal is None:
-            return None
+        answer = self.manager.authenticate_cached(request.credential, request.required_scopes, request.caller)
+        if answer is None or isinstance(answer, AuthError):
+            return answer
         self.authenticate_outcomes.ok()
-        return self._wire_of(principal)
+        return self._wire_of(answer)
+
+    def authenticate_refused(self, request: pb.AuthenticateRequest, context, error: AuthError) -> None:
+        """Answer a refusal :meth:`authenticate_cached` found, as :meth:`authenticate_serialized` would."""
+        self._refused(error)
+        return refuse(context, error)
 
     def authenticate_serialized(self, request: pb.AuthenticateRequest, context) -> bytes | None:
         """``Authenticate`` as registered with the server: the response already serialized, and a
@@ -415,7 +421,8 @@ def add_to_server(servicer: AuthServicer, server: grpc.Server, gate=None) -> Non
             response_serializer=serializer,
         )
         if gate is not None:
-            handler = gate.wrap(f"/{SERVICE_NAME}/{method.name}", handler, probe=probe)
+            refused = servicer.authenticate_refused if probe is not None else None
+            handler = gate.wrap(f"/{SERVICE_NAME}/{method.name}", handler, probe=probe, answer_refusal=refused)
         handlers[method.name] = handler
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)

@@ -60,7 +60,10 @@ def _agrees(manager, token, scopes=(), caller=""):
     if fast is None:
         assert _trace(manager) == before, "a declining probe changed or counted something"
     full = _full(manager, token, scopes, caller)
-    if fast is not None:
+    if isinstance(fast, AuthError):
+        assert isinstance(full, AuthError), f"the probe refused what authenticate grants: {full!r}"
+        assert (fast.reason, fast.message, fast.metadata) == (full.reason, full.message, full.metadata)
+    elif fast is not None:
         assert full == fast, f"the probe granted what authenticate answers with {full!r}"
     return fast, full
 
@@ -253,3 +256,18 @@ def test_unknown_digests_follow_their_key_id_and_stay_bounded():
     expired = VerifiedCache(negative_ttl=0)
     expired.remember_unknown_key_id("k" * 12, expired.generation(), b"d" * 32)
     assert not expired.is_unknown_digest(b"d" * 32)
+
+
+def test_the_probe_refuses_a_known_unknown_credential_as_the_full_rule_does(hot):
+    token = tokens.mint(KeyKind.SERVER).token
+    fast, full = _agrees(hot, token, ("messages:read",), "svc")
+    assert fast is None and full.reason == "CREDENTIAL_UNKNOWN"  # first sight: the store says so
+    misses, negative = hot.cache.misses, hot.cache.negative_hits
+    fast = hot.authenticate_cached(token, ("messages:read",), "svc")
+    assert isinstance(fast, CredentialUnknown)
+    assert (hot.cache.misses, hot.cache.negative_hits) == (misses + 1, negative + 1)  # as the full rule counts
+    assert _agrees(hot, token)[0].reason == "CREDENTIAL_UNKNOWN"
+    # Invalid fields are the full rule's to refuse (INVALID_ARGUMENT comes first there).
+    for scopes, caller in ((("nonsense:read",), ""), (("messages:read",) * 40, ""), ((), "c" * 65)):
+        fast, full = _agrees(hot, token, scopes, caller)
+        assert fast is None and full.reason == "INVALID_ARGUMENT"

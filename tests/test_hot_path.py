@@ -408,6 +408,14 @@ def test_a_cached_credential_is_answered_by_the_probe_over_a_real_channel(live_s
     assert call_error(lambda: srv.stub.Authenticate(denied, timeout=10)).reason == "INSUFFICIENT_SCOPE"
     assert len(full_calls) == 1
     assert srv.runtime.servicer.authenticate_outcomes.snapshot() == {"ok": 6, "INSUFFICIENT_SCOPE": 1}
+    # An unknown credential: the store answers once, the negative cache (through the probe) after that,
+    # with the same complete error.
+    unknown = pb.AuthenticateRequest(credential=tokens.mint(tokens.KeyKind.SERVER).token)
+    errors = [call_error(lambda: srv.stub.Authenticate(unknown, timeout=10)) for _ in range(3)]
+    assert {(e.code, e.reason, e.message) for e in errors} == {
+        (grpc.StatusCode.UNAUTHENTICATED, "CREDENTIAL_UNKNOWN", "unknown credential")
+    }
+    assert len(full_calls) == 2
 
 
 def _spec(scopes) -> IssueSpec:

@@ -12,7 +12,7 @@ from woes.auth.v1 import auth_service_pb2_grpc
 from auth_service import tokens
 from auth_service.config import ConfigError, Settings, parse_rate
 from auth_service.credentials import IssueSpec
-from auth_service.errors import TooManyFailures
+from auth_service.errors import CredentialUnknown, TooManyFailures
 from auth_service.interceptors import CallGate, throttled_status
 from auth_service.policy import VERIFY, load_policy
 from auth_service.throttle import Throttle, TokenBuckets
@@ -345,3 +345,25 @@ def test_a_limit_turned_off_records_nothing_and_the_gate_never_reads_the_peer():
     both_off = Throttle(caller=None, key=None)
     both_off.failed("ipv4:127.0.0.1:1", "k" * 12)
     assert len(both_off.keys) == 0 and both_off.keys.retry_after("k" * 12) == 0.0
+
+
+def test_a_refusal_found_by_the_probe_is_throttled_first_then_answered_and_charged():
+    throttle = Throttle(caller=None, key=(2, 0.001))
+    gate = CallGate(policy=load_policy(None, False), tls=False, throttle=throttle)
+    answered = []
+
+    def answer_refusal(request, context, error):
+        answered.append(error.reason)
+        context.set_code(grpc.StatusCode.UNAUTHENTICATED)
+        return None
+
+    behavior = gate.wrap(
+        "/woes.auth.v1.AuthService/Authenticate",
+        grpc.unary_unary_rpc_method_handler(lambda request, context: pytest.fail("the handler was called")),
+        probe=lambda request: CredentialUnknown("unknown credential"),
+        answer_refusal=answer_refusal,
+    ).unary_unary
+    request = pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token)
+    got = [_refused_with(behavior, request, _CountingContext()) for _ in range(3)]
+    assert got == ["UNAUTHENTICATED", "UNAUTHENTICATED", "RESOURCE_EXHAUSTED"]
+    assert answered == ["CREDENTIAL_UNKNOWN"] * 2  # the third was refused by the key-id limit first
