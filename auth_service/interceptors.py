@@ -1,8 +1,13 @@
 """The call gate: caller policy, failed-authentication throttling, access logs and metrics.
 
-One server interceptor wraps each ``AuthService`` method handler once (the
-wrapped handler is cached per method), so a call pays one extra Python frame.
-What the frame does is decided when the handler is wrapped:
+:meth:`CallGate.wrap` wraps each ``AuthService`` method handler once, when the
+service is registered (it also works as a server interceptor, caching the wrapped
+handler per method; the serving process does not use it so, since an interceptor
+runs on every call in grpcio's polling thread). A call pays one extra Python
+frame, and what the frame does is decided when the handler is wrapped:
+
+* a probe (``Authenticate``'s cache lookup), when given, answers first what the
+  caches alone decide; see :meth:`CallGate.wrap`;
 
 * policy: skipped entirely on plaintext when ``anonymous`` may call the group
   (the development default for ``verify``); otherwise one ``auth_context()``
