@@ -87,7 +87,8 @@ def _grpc_status(error: AuthError) -> grpc.Status:
     """The grpc.Status of ``error``; identical refusals (a flood of one kind) reuse one object."""
     if isinstance(error, InvalidArgument):
         return rpc_status.to_status(status_for(error))
-    key = (type(error), error.message, tuple(sorted(error.metadata.items())))
+    metadata = error.metadata
+    key = (type(error), error.message, tuple(sorted(metadata.items())) if metadata else ())
     status = _status_memo.get(key)
     if status is None:
         status = rpc_status.to_status(status_for(error))

@@ -23,7 +23,8 @@ the peer or the key id while nothing is blocked, however many buckets remain.
 Callers are the certificate identity with mTLS; on plaintext loopback, where
 every caller is anonymous, the connection (the peer address and port). Either
 limit can be turned off (``off``): its failures are then not recorded at all.
-Both maps are LRU-bounded, so a flood of made-up key ids cannot exhaust memory.
+Both maps are bounded (oldest buckets out first), so a flood of made-up key ids
+cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ class TokenBuckets:
             if state is None:
                 left = self.burst - 1.0
             else:
+                # The bucket keeps its place: buckets leave in the order they were made (an evicted
+                # bucket merely starts full again, and making 100,000 new ones to evict one costs the
+                # guesser as much as LRU order would), and a failure touches one map entry, not three.
                 left = min(self.burst, state[0] + (now - state[1]) * self.rate) - 1.0
-                buckets.move_to_end(key)
             if left < 0.0:
                 left = 0.0
             buckets[key] = (left, now)
