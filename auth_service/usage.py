@@ -75,9 +75,15 @@ class UsageRecorder(PeriodicFlush):
         # Calls land here first: a deque's append is thread-safe without a lock (documented), so a
         # call pays one append; the tally is built from it when the flush (or pending) drains it.
         self._calls: deque[tuple[str, str, float]] = deque()
+        self.fold_at = 65_536  # calls recorded before the recording thread folds them itself
 
     def record(self, key_id: str, caller: str, now: float) -> None:
-        self._calls.append((key_id, caller, now))
+        calls = self._calls
+        calls.append((key_id, caller, now))
+        if len(calls) >= self.fold_at:
+            # Bounded between flushes however long the interval: the tally holds one entry per key.
+            with self._lock:
+                self._drain()
 
     def _drain(self) -> None:
         """Fold the recorded calls into the tally; the caller holds ``self._lock``."""

@@ -162,3 +162,15 @@ def test_usage_against_a_real_store(database_url):
         assert got.last_caller == "svc"
     finally:
         store.close()
+
+
+def test_recorded_calls_stay_bounded_between_flushes():
+    store = UsageStore()
+    usage = UsageRecorder(store, interval=3600)
+    usage.fold_at = 1000
+    for n in range(5000):
+        usage.record(f"k{n % 3}", "svc", 1000.0 + n)
+        assert len(usage._calls) < 1000
+    assert usage.pending() == 3
+    assert usage.flush() == 3
+    assert sum(d.count for d in store.batches[0]) == 5000
