@@ -17,10 +17,11 @@ from auth_service import tokens
 from auth_service.cache import VerifiedCache
 from auth_service.credentials import MAX_CALLER, MAX_REQUIRED_SCOPES, CredentialManager, IssueSpec
 from auth_service.errors import AuthError, CredentialUnknown
-from auth_service.models import AuditEvent, KeyRecord, utcnow
+from auth_service.models import AuditEvent, utcnow
 from auth_service.store import SqlStore
 from auth_service.tokens import KeyKind
 from tests.test_credentials import ACTOR, ShiftedClock
+from tests.test_hot_path import record_issued_elsewhere
 
 
 @pytest.fixture
@@ -213,19 +214,7 @@ def test_the_digest_entry_never_hides_a_key_issued_after_the_miss(hot, pepper):
             hot.authenticate(cred.token)
     assert hot.cache.is_unknown_digest(pepper.digest(cred.token))
     # Another process issues exactly this credential; the change feed announces it here.
-    record = KeyRecord(
-        key_id=cred.key_id,
-        workspace_id="ws-late",
-        kind=KeyKind.SERVER,
-        display_name="issued after the miss",
-        scopes=("messages:read",),
-        allowed_origins=(),
-        digest=pepper.digest(cred.token),
-        pepper_id=pepper.primary_id,
-        hint=tokens.hint(cred.token),
-        create_time=utcnow(),
-    )
-    hot.store.insert_key(record, AuditEvent(action="key.issue", actor="test", outcome="ok"))
+    hot.store.insert_key(record_issued_elsewhere(cred, pepper), AuditEvent(action="key.issue", actor="t", outcome="ok"))
     hot.cache.forget_unknown(cred.key_id)
     assert not hot.cache.is_unknown_digest(pepper.digest(cred.token))
     assert hot.authenticate(cred.token).key_id == cred.key_id

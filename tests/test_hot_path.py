@@ -286,7 +286,8 @@ def test_every_worker_serves_with_the_tuned_collector(shared_db, servers):
 # -- the negative cache ------------------------------------------------------------------
 
 
-def _record_for(cred: tokens.Credential, pepper: Pepper) -> KeyRecord:
+def record_issued_elsewhere(cred: tokens.Credential, pepper: Pepper) -> KeyRecord:
+    """The stored record of exactly ``cred``, as another process of the deployment issues it."""
     return KeyRecord(
         key_id=cred.key_id,
         workspace_id="ws-late",
@@ -311,7 +312,9 @@ def test_negative_cache_never_hides_a_key_issued_after_the_miss(sqlite_url, pepp
         assert srv.manager.cache.negative_hits >= 1  # the second refusal came from the negative cache
         reads = srv.manager.store_reads
 
-        other.insert_key(_record_for(cred, pepper), AuditEvent(action="key.issue", actor="test", outcome="ok"))
+        other.insert_key(
+            record_issued_elsewhere(cred, pepper), AuditEvent(action="key.issue", actor="test", outcome="ok")
+        )
         start = time.monotonic()
         while True:
             try:
@@ -349,7 +352,9 @@ def test_a_miss_read_before_the_issue_is_not_cached_after_it(sqlite_url, pepper)
     try:
         lookup.start()
         assert read_done.wait(10)
-        manager.store.insert_key(_record_for(cred, pepper), AuditEvent(action="key.issue", actor="t", outcome="ok"))
+        manager.store.insert_key(
+            record_issued_elsewhere(cred, pepper), AuditEvent(action="key.issue", actor="t", outcome="ok")
+        )
         srv.runtime.feed.poll_once()  # what every process's feed thread does within its interval
         issued.set()
         lookup.join(10)
