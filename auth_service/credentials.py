@@ -148,9 +148,6 @@ class CredentialManager:
         self.feed_staleness = lambda: 0.0  # replaced by the server wiring when a feed runs
         self.store_reads = 0  # store reads made by verification (cache misses), for the stats
         self._reads_lock = threading.Lock()
-        # Per thread: (credential, digest) of the last authenticate_cached miss, so that the
-        # authenticate call that follows it on the same thread does not compute the HMAC again.
-        self.last_miss = threading.local()
         self._mac = pepper.primary_mac.digest
 
     # -- verification (hot path) -------------------------------------------
@@ -233,7 +230,6 @@ class CredentialManager:
                 and self.cache.is_unknown_digest(digest, count_miss=True)
             ):
                 return CredentialUnknown("unknown credential")
-            self.last_miss.digest = (token, digest)
             return None
         now = time.time()
         if now >= entry.grants_until or len(caller) > MAX_CALLER:
@@ -272,9 +268,7 @@ class CredentialManager:
         entry = None
         digest = None
         if len(token) == tokens.TOKEN_LEN:
-            # The digest of this thread's last miss in authenticate_cached, if it was this credential.
-            missed = getattr(self.last_miss, "digest", None)
-            digest = missed[1] if missed is not None and missed[0] == token else self.pepper.digest(token)
+            digest = self.pepper.digest(token)
             entry = self.cache.get(digest)
             if entry is None and token.startswith(_SERVER_PREFIX) and self.cache.is_unknown_digest(digest):
                 # Refused lately as this exact string, which then parsed as a server credential: a
