@@ -211,12 +211,14 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         if log.isEnabledFor(logging.DEBUG):
             log.debug("Authenticate refused: %s", error.reason, extra={"method": "Authenticate", "code": error.reason})
 
-    def _verify(self, request: pb.AuthenticateRequest, context) -> Principal:
+    def _verify(self, request: pb.AuthenticateRequest, context, end_refused=None) -> Principal | None:
+        """The full rule; a refusal ends the call through ``end_refused`` (:func:`abort` by default,
+        which raises; :func:`refuse` returns ``None``)."""
         try:
             principal = self.manager.authenticate(request.credential, request.required_scopes, request.caller)
         except AuthError as error:
             self._refused(error)
-            return abort(context, error)
+            return (end_refused or abort)(context, error)
         self.authenticate_outcomes.ok()
         return principal
 
@@ -243,13 +245,8 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
     def authenticate_serialized(self, request: pb.AuthenticateRequest, context) -> bytes | None:
         """``Authenticate`` as registered with the server: the response already serialized, and a
         refusal returned rather than raised (see :func:`refuse`)."""
-        try:
-            principal = self.manager.authenticate(request.credential, request.required_scopes, request.caller)
-        except AuthError as error:
-            self._refused(error)
-            return refuse(context, error)
-        self.authenticate_outcomes.ok()
-        return self._wire_of(principal)
+        principal = self._verify(request, context, refuse)
+        return None if principal is None else self._wire_of(principal)
 
     def _wire_of(self, principal: Principal) -> bytes:
         memo = self._wire.get(id(principal))
