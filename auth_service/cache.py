@@ -22,6 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
+from .counters import ThreadCounters
 from .models import KeyRecord, StoredState
 from .scopes import ALL_SCOPES, effective
 from .tokens import KeyKind
@@ -129,9 +130,20 @@ class VerifiedCache:
         self._invalidation_floor = 0
         self._known_since: dict[str, int] = {}  # key id -> generation at which it was issued
         self._negative_floor = 0
-        self.hits = 0
-        self.misses = 0
-        self.negative_hits = 0
+        self._counts = ThreadCounters("hits", "misses", "negative_hits")
+        self._count = self._counts.add
+
+    @property
+    def hits(self) -> int:
+        return self._counts.total("hits")
+
+    @property
+    def misses(self) -> int:
+        return self._counts.total("misses")
+
+    @property
+    def negative_hits(self) -> int:
+        return self._counts.total("negative_hits")
 
     # -- positive ---------------------------------------------------------
 
@@ -140,15 +152,15 @@ class VerifiedCache:
         with self._lock:
             entry = self._entries.get(digest)
             if entry is None:
-                self.misses += 1
+                self._count("misses")
                 return None
             if now - entry.cached_at > self.ttl:
                 self._drop(digest, entry)
-                self.misses += 1
+                self._count("misses")
                 return None
             self._entries.move_to_end(digest)
-            self.hits += 1
-            return entry
+        self._count("hits")
+        return entry
 
     def probe(self, digest: bytes, now: float) -> CachedKey | None:
         """The entry of ``digest`` if it is cached and younger than the TTL, else ``None``; counts
@@ -160,11 +172,16 @@ class VerifiedCache:
         return entry
 
     def hit(self, digest: bytes) -> None:
-        """Count a hit that :meth:`probe` found, and mark the entry most recently used."""
-        with self._lock:
-            self.hits += 1
-            if digest in self._entries:  # it may have been invalidated since the probe
-                self._entries.move_to_end(digest)
+        """Count a hit that :meth:`probe` found, and mark the entry most recently used.
+
+        Without the lock: moving one entry of the ordered dict is one C-level step, atomic under
+        the GIL, and cannot undo what a writer holding the lock does (an entry invalidated since
+        the probe is simply not there any more)."""
+        self._count("hits")
+        try:
+            self._entries.move_to_end(digest)
+        except KeyError:
+            pass
 
     def generation(self) -> int:
         """Take before reading the store; pass to :meth:`put`."""
@@ -203,7 +220,7 @@ class VerifiedCache:
                 expires = table.get(key)
                 if expires is not None:
                     if expires > now:
-                        self.negative_hits += 1
+                        self._count("negative_hits")
                         return True
                     del table[key]
         return False
@@ -217,20 +234,22 @@ class VerifiedCache:
         key_id = self._unknown_digests.get(digest) if wrong is None else None
         if wrong is None and key_id is None:
             return False
+        # Without the lock: each lookup and pop is one C-level step, atomic under the GIL, and an
+        # answer read just before a concurrent change is one a locked read could have given too.
         now = time.monotonic()
-        with self._lock:
-            if wrong is None:
-                expires = self._neg_key_ids.get(key_id)
-                if expires is None or expires <= now:
-                    self._unknown_digests.pop(digest, None)
-                    return False
-            elif wrong <= now:
-                self._neg_digests.pop(digest, None)
+        if wrong is None:
+            expires = self._neg_key_ids.get(key_id)
+            if expires is None or expires <= now:
+                self._unknown_digests.pop(digest, None)
                 return False
-            self.negative_hits += 1
-            if count_miss:
-                self.misses += 1
-            return True
+        elif wrong <= now:
+            self._neg_digests.pop(digest, None)
+            return False
+        count = self._count
+        count("negative_hits")
+        if count_miss:
+            count("misses")
+        return True
 
     def remember_unknown_key_id(self, key_id: str, generation: int, digest: bytes | None = None) -> None:
         """``key_id`` does not exist (read at ``generation``); ``digest`` is the credential that asked."""

@@ -18,8 +18,11 @@ import logging
 import os
 import threading
 import time
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
+
+from .counters import ThreadCounters
 
 if TYPE_CHECKING:
     from .server import Runtime
@@ -30,23 +33,18 @@ STATS_HOST = "127.0.0.1"
 
 
 class Outcomes:
-    """Calls of one RPC counted by outcome (``ok`` or an error reason); thread-safe."""
+    """Calls of one RPC counted by outcome (``ok`` or an error reason); thread-safe, lock-free to count."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {"ok": 0}
-
-    def ok(self) -> None:
-        with self._lock:
-            self._counts["ok"] += 1
+        self._counts = ThreadCounters("ok")
+        self.ok = partial(self._counts.add, "ok")
 
     def refused(self, reason: str) -> None:
-        with self._lock:
-            self._counts[reason] = self._counts.get(reason, 0) + 1
+        self._counts.add(reason)
 
     def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
+        """``ok`` always; a reason once it occurred."""
+        return {k: v for k, v in self._counts.snapshot().items() if v or k == "ok"}
 
 
 def rss_bytes() -> int:

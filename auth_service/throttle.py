@@ -159,6 +159,7 @@ class Throttle:
 
     def failed(self, caller: str, key_id: str) -> None:
         now = time.monotonic()
-        self.callers.take(caller, now)
-        if key_id:
+        if self.charges_callers:
+            self.callers.take(caller, now)
+        if key_id and self.charges_keys:
             self.keys.take(key_id, now)
