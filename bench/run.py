@@ -26,8 +26,8 @@ thousand) reaches the server as a malformed credential: those are listed as
 Settings (environment): BENCH_WORKERS (default: cores), BENCH_DURATION
 seconds per case (default 6), BENCH_CONNECTIONS (default 8 per worker),
 BENCH_STREAMS per connection (default 4), BENCH_RSS_KEYS (default 100000),
-BENCH_ROUNDS interleaved baseline/warm/flood rounds (default 7, every other one in
-reverse order).
+BENCH_ROUNDS interleaved baseline/warm/flood rounds (default 12, every other one in
+reverse order), BENCH_ROUND_DURATION seconds per run in a round (default 3).
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ DURATION = env_int("BENCH_DURATION", 6)
 CONNECTIONS = env_int("BENCH_CONNECTIONS", 8 * WORKERS)
 STREAMS = env_int("BENCH_STREAMS", 4)
 RSS_KEYS = env_int("BENCH_RSS_KEYS", 100_000)
-ROUNDS = env_int("BENCH_ROUNDS", 7)
+ROUNDS = env_int("BENCH_ROUNDS", 12)
+ROUND_DURATION = env_int("BENCH_ROUND_DURATION", 3)
 ROUND_FIELDS = ("calls_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_us_per_call")
 
 
@@ -609,6 +610,8 @@ def main() -> int:
         "connections": CONNECTIONS,
         "streams_per_connection": STREAMS,
         "duration_s": DURATION,
+        "rounds": ROUNDS,
+        "round_duration_s": ROUND_DURATION,
         "warm_keys": WARM_KEYS,
         "rss_keys": RSS_KEYS,
         "feed_interval_s": float(os.environ.get("WOES_AUTH_FEED_INTERVAL", 0.25)),
@@ -700,10 +703,14 @@ def main() -> int:
             for n in range(ROUNDS):
 
                 def run_baseline(n=n):
-                    return measured(h2load, base2, warm_frames, workdir, f"round{n}-baseline", expect="ok")
+                    return measured(
+                        h2load, base2, warm_frames, workdir, f"round{n}-baseline", expect="ok", duration=ROUND_DURATION
+                    )
 
                 def run_warm(n=n):
-                    return measured(h2load, server, warm_frames, workdir, f"round{n}-warm", expect="ok")
+                    return measured(
+                        h2load, server, warm_frames, workdir, f"round{n}-warm", expect="ok", duration=ROUND_DURATION
+                    )
 
                 def run_flood(n=n):
                     # A fresh set of unknown credentials each round, seen once by every worker first: reusing
@@ -717,6 +724,7 @@ def main() -> int:
                         workdir,
                         f"round{n}-flood",
                         expect="CREDENTIAL_UNKNOWN",
+                        duration=ROUND_DURATION,
                     )
 
                 order = ("baseline", "warm", "flood") if n % 2 == 0 else ("flood", "warm", "baseline")
@@ -727,8 +735,8 @@ def main() -> int:
                     {
                         "order": list(order),
                         "baseline": {k: b.get(k) for k in ROUND_FIELDS},
-                        "warm": {k: w.get(k) for k in ROUND_FIELDS},
-                        "flood": {k: f.get(k) for k in (*ROUND_FIELDS, "hot_path_store_reads")},
+                        "warm": {k: w.get(k) for k in (*ROUND_FIELDS, "calls_per_worker")},
+                        "flood": {k: f.get(k) for k in (*ROUND_FIELDS, "calls_per_worker", "hot_path_store_reads")},
                     }
                 )
         finally:
@@ -829,7 +837,7 @@ def table(r: dict) -> str:
 
         lines += [
             f"- Interleaved rounds (baseline, warm, flood back to back, every other round in reverse order, "
-            f"{len(r['rounds'])} times; the targets are "
+            f"{len(r['rounds'])} times, {r['settings'].get('round_duration_s', r['settings']['duration_s'])} s each run; the targets are "
             f"judged on these medians): warm {100 * med['warm_ratio']:.0f} % of baseline calls/s "
             f"(rounds: {per_round('warm')}), p99 {med['warm_p99_ratio']:.2f}x; flood {100 * med['flood_ratio']:.0f} % "
             f"(rounds: {per_round('flood')}), p99 {med['flood_p99_ratio']:.2f}x; flood store reads "
