@@ -40,7 +40,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .crypto import DevKeyFileError, Keyring, KeyringError, Pepper, ensure_dev_key_file
+from .crypto import (
+    DevKeyFileError,
+    Keyring,
+    KeyringError,
+    Pepper,
+    SecretFileModeError,
+    ensure_dev_key_file,
+    read_secret_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +246,12 @@ def load_pepper(settings: Settings, *, create: bool) -> tuple[Pepper, str]:
         if settings.pepper:
             return Pepper(Keyring.parse(settings.pepper, what="pepper")), "pepper from WOES_AUTH_PEPPER"
         if settings.pepper_file:
-            text = Path(settings.pepper_file).read_text()
+            text = read_secret_file(Path(settings.pepper_file), "pepper")
             return Pepper(Keyring.parse(text, what="pepper")), f"pepper from file {settings.pepper_file}"
     except OSError as exc:
         raise ConfigError(f"cannot read the pepper file: {exc.strerror}") from None
+    except SecretFileModeError as exc:
+        raise ConfigError(str(exc)) from None
     except KeyringError as exc:
         raise ConfigError(f"the configured pepper is invalid: {exc}") from None
     if settings.production:

@@ -75,6 +75,31 @@ class Keyring:
         return f"Keyring(ids={[k for k, _ in self.keys]})"
 
 
+class SecretFileModeError(KeyringError):
+    """A file of key material that users other than its owner (and its group) may read or change."""
+
+
+def read_secret_file(path, what: str) -> str:
+    """The text of a file of key material, refused if other users may read or change it.
+
+    Allowed: the owner alone (0600, 0400) or the owner and its group reading (0640, 0440), as a
+    secret manager's file mount with a group is set up; refused: any permission for others, or
+    write permission for the group (``chmod 600`` fixes either). The same rule as PostgreSQL's for
+    its server key.
+    """
+    import os
+    import stat
+
+    with open(path, encoding="utf-8") as fh:
+        mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)  # the mode of the file read, not of a later one
+        if mode & 0o027:
+            raise SecretFileModeError(
+                f"the {what} file {path} is open to other users (mode {mode:o}); "
+                "allow its owner alone (chmod 600) or its owner and group to read it (chmod 640)"
+            )
+        return fh.read()
+
+
 class DevKeyFileError(Exception):
     """A development key file is missing (and may not be created) or readable by others."""
 

@@ -36,7 +36,7 @@ from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .crypto import DevKeyFileError, Keyring, KeyringError, ensure_dev_key_file
+from .crypto import DevKeyFileError, Keyring, KeyringError, SecretFileModeError, ensure_dev_key_file, read_secret_file
 from .model_errors import KeyEncryptionKeyMissing, TestCredentialUnreadable
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ class KekConfigError(ValueError):
 
 
 def _read_ring_file(path: Path) -> Keyring:
-    return Keyring.parse(path.read_text(), what="key-encryption key")
+    return Keyring.parse(read_secret_file(path, "key-encryption key"), what="key-encryption key")
 
 
 def load_kek_ring(
@@ -239,6 +239,8 @@ def load_kek_ring(
             )
     except OSError as exc:
         raise KekConfigError(f"cannot read the key-encryption key file: {exc.strerror}") from None
+    except SecretFileModeError as exc:
+        raise KekConfigError(str(exc)) from None
     except KeyringError as exc:
         raise KekConfigError(f"the configured key-encryption keys are invalid: {exc}") from None
     if production:

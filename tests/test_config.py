@@ -276,9 +276,32 @@ def test_pepper_from_file(tmp_path):
     text = new_pepper_text("f1") + "," + new_pepper_text("f0")
     path = tmp_path / "pepper"
     path.write_text(text + "\n")
+    path.chmod(0o600)
     pepper, note = load_pepper(_settings_with_db(tmp_path, production=True, pepper_file=str(path)), create=False)
     assert pepper.primary_id == "f1"
     assert str(path) in note
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o660, 0o666, 0o601])
+def test_a_pepper_file_open_to_other_users_is_refused_without_echoing_it(tmp_path, mode):
+    text = new_pepper_text("f1")
+    path = tmp_path / "pepper"
+    path.write_text(text + "\n")
+    path.chmod(mode)
+    with pytest.raises(ConfigError) as err:
+        load_pepper(_settings_with_db(tmp_path, production=True, pepper_file=str(path)), create=False)
+    message = str(err.value)
+    assert f"mode {mode:o}" in message and "chmod 600" in message
+    assert text.split(":", 1)[1] not in message
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o640, 0o440])
+def test_a_pepper_file_readable_by_its_owner_or_group_only_is_read(tmp_path, mode):
+    path = tmp_path / "pepper"
+    path.write_text(new_pepper_text("f1") + "\n")
+    path.chmod(mode)
+    pepper, _ = load_pepper(_settings_with_db(tmp_path, production=True, pepper_file=str(path)), create=False)
+    assert pepper.primary_id == "f1"
 
 
 def test_pepper_variable_wins_over_file(tmp_path):

@@ -162,6 +162,28 @@ def _cli(*args, env):
     )
 
 
+def test_a_kek_file_open_to_other_users_is_refused_and_not_reloaded(tmp_path):
+    kek_file = tmp_path / "kek"
+    text = new_kek_text("k1")
+    kek_file.write_text(text + "\n")
+    kek_file.chmod(0o644)
+    with pytest.raises(envelope.KekConfigError) as err:
+        load_kek_ring(kek_file=str(kek_file), production=True)
+    assert "mode 644" in str(err.value) and "chmod 600" in str(err.value)
+    assert text.split(":", 1)[1] not in str(err.value)
+    kek_file.chmod(0o640)
+    ring, _note = load_kek_ring(kek_file=str(kek_file), production=True)
+    # A later re-read of a file someone opened up keeps the keys already loaded.
+    before = ring.primary_id
+    kek_file.write_text(new_kek_text("k2") + "\n")
+    kek_file.chmod(0o604)
+    ring.reload()
+    assert ring.primary_id == before
+    kek_file.chmod(0o600)
+    ring.reload()
+    assert ring.primary_id == "k2"
+
+
 def test_kek_rotate_command(tmp_path):
     url = f"sqlite:///{tmp_path / 'auth.db'}"
     kek_file = tmp_path / "kek"

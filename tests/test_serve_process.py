@@ -100,6 +100,7 @@ def test_production_with_a_configured_pepper_serves_and_never_logs_it(tmp_path):
 def test_pepper_file_is_read(tmp_path):
     pepper_file = tmp_path / "pepper"
     pepper_file.write_text(conftest.new_pepper_text("file1") + "," + conftest.new_pepper_text("old0") + "\n")
+    pepper_file.chmod(0o600)
     server = start_serve(
         tmp_path, "--production", WOES_AUTH_PEPPER_FILE=str(pepper_file), WOES_AUTH_KEK=conftest.new_kek_text()
     )
