@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -102,6 +103,10 @@ def _shared(key, make=None):
     return value
 
 
+# Expiry spread of verified entries, as a fraction of the TTL (see VerifiedCache.stamp).
+TTL_SPREAD = 0.2
+
+
 class VerifiedCache:
     def __init__(
         self,
@@ -182,6 +187,13 @@ class VerifiedCache:
             self._entries.move_to_end(digest)
         except KeyError:
             pass
+
+    def stamp(self) -> float:
+        """The ``cached_at`` (monotonic) of an entry made now: now, less a random part of up to
+        ``TTL_SPREAD`` of the TTL. Keys cached together (the first minutes after a start) then
+        expire over the last fifth of the TTL instead of all in one moment, which would send every
+        call of a busy process to the store at once; no entry lives longer than the TTL."""
+        return time.monotonic() - random.random() * TTL_SPREAD * self.ttl
 
     def generation(self) -> int:
         """Take before reading the store; pass to :meth:`put`."""

@@ -32,6 +32,7 @@ from .errors import (
     CredentialRevoked,
     CredentialUnknown,
     InsufficientScope,
+    InvalidArgument,
     KeyNotFound,
     KeyNotRotatable,
     NotAdminCredential,
@@ -179,7 +180,7 @@ class CredentialManager:
         if record.kind is not cred.kind or not self.pepper.verify(record.pepper_id, cred.token, record.digest, digest):
             self.cache.remember_wrong_secret(cred.key_id, digest, generation)
             raise CredentialUnknown("unknown credential")
-        entry = CachedKey.from_record(record, time.monotonic())
+        entry = CachedKey.from_record(record, self.cache.stamp())
         self.cache.put(digest, entry, generation)
         return entry
 
@@ -344,7 +345,7 @@ class CredentialManager:
 
     # -- admin operations --------------------------------------------------
 
-    def _validate_issue(self, spec: IssueSpec, now: datetime) -> IssueSpec:
+    def _validate_issue(self, spec: IssueSpec, now: datetime, past_expiry_ok: bool = False) -> IssueSpec:
         v = Violations()
         if not WORKSPACE_ID_RE.fullmatch(spec.workspace_id):
             v.add("workspace_id", "required, 1 to 64 characters of A-Z a-z 0-9 _ -")
@@ -366,7 +367,7 @@ class CredentialManager:
                 unknown = scope_registry.unknown(scopes)
                 if unknown:
                     v.add("scopes", "unknown scopes: " + ", ".join(repr(s[:64]) for s in unknown[:5]))
-        if spec.expire_time is not None and spec.expire_time <= now:
+        if spec.expire_time is not None and spec.expire_time <= now and not past_expiry_ok:
             v.add("expire_time", "must be in the future")
         origins: list[str] = []
         if spec.allowed_origins:
@@ -413,7 +414,13 @@ class CredentialManager:
 
     def issue_key(self, actor: str, spec: IssueSpec) -> Issued:
         now = utcnow()
-        spec = self._validate_issue(spec, now)
+        try:
+            spec = self._validate_issue(spec, now)
+        except InvalidArgument:
+            replayed = self._replay_past_its_expiry(spec, now)
+            if replayed is None:
+                raise
+            return replayed
         record, secret = self._new_record(spec, now, actor)
         audit = AuditEvent(
             action="key.issue",
@@ -437,6 +444,22 @@ class CredentialManager:
             return Issued(existing, "", replayed=True)
         self.cache.invalidate(stored.key_id)  # drop any negative entry for this key id
         return Issued(stored, secret)
+
+    def _replay_past_its_expiry(self, spec: IssueSpec, now: datetime) -> Issued | None:
+        """A retry (same ``request_id``, same request) of an ``IssueKey`` whose ``expire_time`` has
+        passed since it succeeded gets the first key, as every other retry does, not a complaint
+        about a time that was in the future when the request was first made. ``None`` if this is
+        not such a retry: then the refusal stands."""
+        if not spec.request_id or spec.expire_time is None or spec.expire_time > now:
+            return None
+        try:
+            checked = self._validate_issue(spec, now, past_expiry_ok=True)
+        except InvalidArgument:
+            return None  # wrong in some other way too
+        existing = self.store.key_by_request_id(spec.request_id)
+        if existing is None or existing.request_fingerprint != _fingerprint(checked):
+            return None
+        return Issued(existing, "", replayed=True)
 
     def bootstrap_admin(
         self,

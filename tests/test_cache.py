@@ -142,6 +142,16 @@ def test_ttl_counts_from_when_the_store_was_read_not_last_use(clock):
     assert c.get(digest(1)) is None
 
 
+def test_entries_made_together_expire_spread_over_the_last_fifth_of_the_ttl(clock):
+    c = VerifiedCache(ttl=100)
+    stamps = [c.stamp() for _ in range(2000)]
+    ages = [clock.now - s for s in stamps]
+    assert all(0.0 <= age <= 20.0 for age in ages)  # never cached later than now: never past the TTL
+    assert max(ages) > 15.0 and min(ages) < 5.0  # spread, not one moment
+    buckets = {int(age // 5) for age in ages}
+    assert buckets == {0, 1, 2, 3}
+
+
 def test_sizes_below_one_are_refused():
     with pytest.raises(ValueError):
         VerifiedCache(max_entries=0)

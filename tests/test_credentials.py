@@ -264,6 +264,25 @@ def test_request_id_replay_returns_the_first_key_without_its_secret(env):
     assert env.manager.authenticate(first.secret).key_id == first.key.key_id
 
 
+def test_a_replay_after_the_requested_expire_time_passed_returns_the_first_key(env):
+    expire = utcnow() + timedelta(seconds=0.5)
+    first = env.server_key(scopes=("messages:read",), request_id="req-exp", expire_time=expire)
+    time.sleep(max(0.0, (expire - utcnow()).total_seconds()) + 0.1)
+    again = env.server_key(scopes=("messages:read",), request_id="req-exp", expire_time=expire)
+    assert again.replayed and again.secret == ""
+    assert again.key.key_id == first.key.key_id
+    # Not a retry of that request: the time in the past is refused as before.
+    for request_id, scopes in (
+        ("req-exp", ("messages:write",)),
+        ("req-other", ("messages:read",)),
+        ("", ("messages:read",)),
+    ):
+        with pytest.raises(InvalidArgument) as info:
+            env.server_key(scopes=scopes, request_id=request_id, expire_time=expire)
+        assert [v.field for v in info.value.violations] == ["expire_time"]
+    assert len(env.manager.list_keys("", 0, "").keys) == 1
+
+
 def test_request_id_reused_for_a_different_request(env):
     env.server_key(scopes=("messages:read",), request_id="req-2")
     for changed in (

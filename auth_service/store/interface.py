@@ -44,6 +44,10 @@ class CredentialStore(abc.ABC):
     def get_key(self, key_id: str) -> KeyRecord | None: ...
 
     @abc.abstractmethod
+    def key_by_request_id(self, request_id: str) -> KeyRecord | None:
+        """The key an ``IssueKey`` with this ``request_id`` created, if any."""
+
+    @abc.abstractmethod
     def insert_key(self, record: KeyRecord, audit: AuditEvent) -> KeyRecord:
         """Insert a new key with its audit event and a change-feed entry, in one transaction.
 

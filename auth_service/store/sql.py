@@ -390,6 +390,15 @@ class SqlStore(CredentialStore):
 
         return self._reading(run)
 
+    def key_by_request_id(self, request_id: str) -> KeyRecord | None:
+        stmt = select(keys).where(keys.c.request_id == request_id)
+
+        def run(conn: Connection):
+            row = conn.execute(stmt).first()
+            return _row_to_record(row) if row else None
+
+        return self._reading(run) if request_id else None
+
     def insert_key(self, record: KeyRecord, audit: AuditEvent) -> KeyRecord:
         def run(conn: Connection):
             if record.request_id:
