@@ -4,7 +4,9 @@ Every call of ``Authenticate`` counts something (its outcome, a cache hit). A sh
 needs a lock, and a lock taken on every call by every serving thread is a point where they
 queue. Here each thread counts in a dict of its own, made on its first count and registered
 once; a read sums the dicts of all threads. Only its owner writes a dict, so no count is
-lost; a read that races a write sees the count just before or just after it.
+lost; a read that races a write sees the count just before or just after it. A thread's dict
+outlives the thread (its counts stay counted): there is one per thread that ever counted, in a
+serving process the gRPC pool's threads, which live as long as the process.
 """
 
 from __future__ import annotations
