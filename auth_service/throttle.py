@@ -23,8 +23,10 @@ the peer or the key id while nothing is blocked, however many buckets remain.
 Callers are the certificate identity with mTLS; on plaintext loopback, where
 every caller is anonymous, the connection (the peer address and port). Either
 limit can be turned off (``off``): its failures are then not recorded at all.
-Both maps are bounded (oldest buckets out first), so a flood of made-up key ids
-cannot exhaust memory.
+A bucket is one number, the time it is full again; refilled buckets are
+forgotten as failures go on (a full bucket and no bucket are the same), and both
+maps are bounded (least recently failed out first), so a flood of made-up key
+ids cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ class TokenBuckets:
         self.rate = float(rate)
         self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+        # Key -> the monotonic time its bucket is full again; one float per bucket stands for the
+        # whole bucket (tokens at ``now``: ``burst - (full_at - now) * rate``, at most ``burst``).
+        # Least recently failed first, so the buckets that have refilled are found at the front.
+        self._buckets: OrderedDict[str, float] = OrderedDict()
         # Keys whose bucket ran empty -> monotonic time it holds a token again; most recently
         # emptied last. A superset of the empty buckets (entries are dropped once their time passed).
         self.blocked: dict[str, float] = {}
@@ -51,44 +56,50 @@ class TokenBuckets:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def _tokens(self, state: tuple[float, float], now: float) -> float:
-        tokens, at = state
-        return min(self.burst, tokens + (now - at) * self.rate)
+    def _tokens(self, full_at: float, now: float) -> float:
+        return self.burst if full_at <= now else self.burst - (full_at - now) * self.rate
 
     def retry_after(self, key: str, now: float | None = None) -> float:
         """0 when ``key`` has a token left; otherwise the seconds until it has one again."""
-        state = self._buckets.get(key)
-        if state is None:
+        full_at = self._buckets.get(key)
+        if full_at is None:
             return 0.0
         now = time.monotonic() if now is None else now
-        tokens = self._tokens(state, now)
+        tokens = self._tokens(full_at, now)
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def take(self, key: str, now: float | None = None) -> None:
         """Record one failure against ``key``."""
         now = time.monotonic() if now is None else now
-        buckets = self._buckets
+        buckets, burst, rate = self._buckets, self.burst, self.rate
         with self._lock:
-            state = buckets.get(key)
-            if state is None:
-                left = self.burst - 1.0
+            full_at = buckets.get(key)
+            if full_at is None:
+                left = burst - 1.0
+                # A new bucket: forget refilled ones from the front (they mean nothing any more), at
+                # most two, never a walk over the map (this is the path of a flood of made-up key
+                # ids). The front is the least recently failed, so the map keeps what failed lately.
+                if buckets:
+                    for _ in range(2):
+                        oldest = next(iter(buckets))
+                        if buckets[oldest] > now:
+                            break
+                        del buckets[oldest]
+                        if not buckets:
+                            break
             else:
-                # The bucket keeps its place: buckets leave in the order they were made (an evicted
-                # bucket merely starts full again, and making 100,000 new ones to evict one costs the
-                # guesser as much as LRU order would), and a failure touches one map entry, not three.
-                left = min(self.burst, state[0] + (now - state[1]) * self.rate) - 1.0
-            if left < 0.0:
-                left = 0.0
-            buckets[key] = (left, now)
-            while len(self._buckets) > self.max_entries:
-                self._buckets.popitem(last=False)
+                left = burst - 1.0 if full_at <= now else burst - (full_at - now) * rate - 1.0
+                if left < 0.0:
+                    left = 0.0
+                buckets.move_to_end(key)
+            buckets[key] = now + (burst - left) / rate
+            while len(buckets) > self.max_entries:
+                buckets.popitem(last=False)
             if left < 1.0:
                 self.blocked.pop(key, None)
-                self.blocked[key] = now + (1.0 - left) / self.rate
+                self.blocked[key] = now + (1.0 - left) / rate
                 while len(self.blocked) > self.max_entries:
                     del self.blocked[next(iter(self.blocked))]
-            if len(self._buckets) > 1024 and state is None:
-                self._forget_full(now)
 
     def any_blocked(self, now: float | None = None) -> bool:
         """Whether some bucket may be empty. Drops entries whose time has passed, oldest first, so the
@@ -107,13 +118,6 @@ class TokenBuckets:
                     break
                 del blocked[key]
         return bool(blocked)
-
-    def _forget_full(self, now: float) -> None:
-        # Drop the oldest buckets that have refilled: they mean nothing any more. Only the 64
-        # oldest are looked at (never a copy of the whole map: this runs on the failure path).
-        for key in list(islice(self._buckets, 64)):
-            if self._tokens(self._buckets[key], now) >= self.burst:
-                del self._buckets[key]
 
 
 class NoBuckets:

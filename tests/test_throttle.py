@@ -43,6 +43,18 @@ def test_token_buckets_are_bounded():
     assert b.retry_after("key4999", now=0) > 0
 
 
+def test_refilled_buckets_are_forgotten_as_failures_go_on():
+    """A flood of key ids that each fail once leaves only what failed within the refill time."""
+    b = TokenBuckets(burst=2, rate=1, max_entries=100_000)  # one failure refills within 1 s
+    for n in range(5000):
+        b.take(f"once{n}", now=n / 100)  # 100 new key ids a second
+        if n % 7 == 0:
+            b.take("guesser", now=n / 100)  # one key id failing all along
+    assert len(b) <= 100 + 2  # the last second's key ids (and the guesser), not all 5,000
+    assert b.retry_after("guesser", now=50.0) > 0  # still empty: a busy bucket is never forgotten
+    assert b.retry_after("once4999", now=49.99) == 0  # one failure of two left a token
+
+
 def test_only_empty_buckets_are_blocked_and_only_until_they_refill():
     b = TokenBuckets(burst=3, rate=0.5)
     b.take("k", now=0)
