@@ -3,10 +3,13 @@
 * :class:`VerifiedCache` maps the peppered digest of a credential that was
   verified against the store to what the store said about it (including
   "revoked"), bounded in entries (LRU) and in age.
-* Unknown credentials are remembered briefly in two negative maps: by key id
-  when no such key exists, by digest when the key exists but the secret does
-  not match. A flood of made-up credentials therefore costs one store query per
-  new key id, then none.
+* Unknown credentials are remembered briefly: by key id when no such key
+  exists, by digest when the key exists but the secret does not match, and every
+  refused digest by digest, so that a repeat is answered before the credential
+  is even parsed. A flood of made-up credentials therefore costs one store query
+  per new key id, then none. These negative maps are kept in two generations
+  (see :class:`_Negatives`): no expiry time per entry, no per-entry order to
+  keep, one lookup for a repeated digest.
 * Invalidation is by key id: a local ``Revoke``/``Rotate`` drops the entry at
   once, the change feed drops it in every other process. A generation counter
   stops a lookup that read the store *before* an invalidation from putting its
@@ -107,6 +110,36 @@ def _shared(key, make=None):
 TTL_SPREAD = 0.2
 
 
+# The value of a negative digest entry whose key exists but whose secret did not match (key ids
+# are never empty): such a digest is refused whatever becomes of the key id.
+_WRONG_SECRET = ""
+
+
+class _Negatives:
+    """One generation of the negative maps: key ids that do not exist, and refused digests (->
+    the key id they named, or ``_WRONG_SECRET``). The cache keeps the current generation and the
+    one before it and replaces both references at once (readers take one object and see one
+    consistent pair); a generation's contents change only under the cache's lock."""
+
+    __slots__ = ("started", "key_ids", "digests", "prev_started", "prev_key_ids", "prev_digests")
+
+    def __init__(self, started: float, previous: _Negatives | None = None):
+        self.started = started
+        self.key_ids: set[str] = set()
+        self.digests: dict[bytes, str] = {}
+        if previous is None:
+            self.prev_started = started
+            self.prev_key_ids: set[str] = set()
+            self.prev_digests: dict[bytes, str] = {}
+        else:
+            self.prev_started = previous.started
+            self.prev_key_ids = previous.key_ids
+            self.prev_digests = previous.digests
+
+    def __len__(self) -> int:
+        return len(self.key_ids) + len(self.prev_key_ids) + len(self.digests) + len(self.prev_digests)
+
+
 class VerifiedCache:
     def __init__(
         self,
@@ -124,18 +157,23 @@ class VerifiedCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[bytes, CachedKey] = OrderedDict()
         self._digest_by_key: dict[str, bytes] = {}
-        self._neg_key_ids: OrderedDict[str, float] = OrderedDict()
-        self._neg_digests: OrderedDict[bytes, float] = OrderedDict()
-        # Digests of credentials whose key id does not exist -> that key id. Such an entry only
-        # counts while its key id is still in ``_neg_key_ids``, so issuing the key id (which drops
-        # that entry) makes every digest remembered for it count for nothing at once.
-        self._unknown_digests: OrderedDict[bytes, str] = OrderedDict()
+        # Negative entries live in generations of half the negative TTL each (at most half the
+        # negative bound each): an entry is remembered for at least half the TTL and never longer
+        # than the TTL, and the maps never hold more than the bound. A digest whose key id does not
+        # exist only counts while that key id is still remembered, so issuing the key id (which
+        # forgets it) makes every digest remembered for it count for nothing at once.
+        self._neg_half = negative_ttl / 2
+        self._neg_cap = max(1, negative_max_entries // 2)
+        self._neg_keeps_previous = 2 * self._neg_cap <= negative_max_entries
+        self._neg = _Negatives(time.monotonic())
         self._generation = 0
         self._invalidated_at: dict[str, int] = {}
         self._invalidation_floor = 0
         self._known_since: dict[str, int] = {}  # key id -> generation at which it was issued
         self._negative_floor = 0
-        self._counts = ThreadCounters("hits", "misses", "negative_hits")
+        # "probe_negative_hits": negative hits of the hot path's probe, each also a miss of the
+        # verified cache (one count instead of two on the path of a flood).
+        self._counts = ThreadCounters("hits", "misses", "negative_hits", "probe_negative_hits")
         self._count = self._counts.add
 
     @property
@@ -144,11 +182,13 @@ class VerifiedCache:
 
     @property
     def misses(self) -> int:
-        return self._counts.total("misses")
+        totals = self._counts.snapshot()
+        return totals["misses"] + totals["probe_negative_hits"]
 
     @property
     def negative_hits(self) -> int:
-        return self._counts.total("negative_hits")
+        totals = self._counts.snapshot()
+        return totals["negative_hits"] + totals["probe_negative_hits"]
 
     # -- positive ---------------------------------------------------------
 
@@ -225,67 +265,95 @@ class VerifiedCache:
 
     # -- negative ---------------------------------------------------------
 
+    def _negatives(self, now: float) -> _Negatives:
+        """The current generation, turned over first if it is older than half the negative TTL."""
+        neg = self._neg
+        if now - neg.started >= self._neg_half and self._neg_half > 0:
+            with self._lock:
+                neg = self._neg
+                if now - neg.started >= self._neg_half:
+                    neg = self._neg = self._next_negatives(neg, now)
+        return neg
+
+    def _next_negatives(self, neg: _Negatives, now: float) -> _Negatives:
+        keep = self._neg_keeps_previous and now - neg.started < self.negative_ttl
+        return _Negatives(now, neg if keep else None)
+
+    def _remembers_key_id(self, neg: _Negatives, key_id: str, now: float) -> bool:
+        return key_id in neg.key_ids or (key_id in neg.prev_key_ids and now - neg.prev_started < self.negative_ttl)
+
+    def _refused_digest(self, neg: _Negatives, digest: bytes, now: float) -> str | None:
+        """The key id a refused ``digest`` named (``_WRONG_SECRET`` for a secret that did not
+        match), or ``None``; a digest of an unknown key id only while that key id is remembered."""
+        key_id = neg.digests.get(digest)
+        if key_id is None:
+            key_id = neg.prev_digests.get(digest)
+            if key_id is None or now - neg.prev_started >= self.negative_ttl:
+                return None
+        if key_id is not _WRONG_SECRET and not self._remembers_key_id(neg, key_id, now):
+            return None
+        return key_id
+
     def is_known_unknown(self, key_id: str, digest: bytes) -> bool:
         now = time.monotonic()
         with self._lock:
-            for table, key in ((self._neg_key_ids, key_id), (self._neg_digests, digest)):
-                expires = table.get(key)
-                if expires is not None:
-                    if expires > now:
-                        self._count("negative_hits")
-                        return True
-                    del table[key]
-        return False
+            neg = self._negatives_locked(now)
+            known = self._remembers_key_id(neg, key_id, now) or self._refused_digest(neg, digest, now) is not None
+        if known:
+            self._count("negative_hits")
+        return known
 
-    def is_unknown_digest(self, digest: bytes, count_miss: bool = False) -> bool:
+    def _negatives_locked(self, now: float) -> _Negatives:
+        neg = self._neg
+        if now - neg.started >= self._neg_half:
+            neg = self._neg = self._next_negatives(neg, now)
+        return neg
+
+    def is_unknown_digest(self, digest: bytes, count_miss: bool = False, now: float | None = None) -> bool:
         """Whether this exact credential was refused lately: its key id does not exist, or its secret
         did not match. Answered from the digest alone, before the credential is parsed. With
         ``count_miss``, a "yes" also counts the miss of the verified cache the caller probed
-        (:meth:`probe` counts nothing), as :meth:`get` would have."""
-        wrong = self._neg_digests.get(digest)
-        key_id = self._unknown_digests.get(digest) if wrong is None else None
-        if wrong is None and key_id is None:
+        (:meth:`probe` counts nothing), as :meth:`get` would have. ``now``: ``time.monotonic()``,
+        when the caller has read it already."""
+        if now is None:
+            now = time.monotonic()
+        # Without the lock: each lookup is one C-level step, atomic under the GIL, and an answer
+        # read just before a concurrent change is one a locked read could have given too.
+        if self._refused_digest(self._negatives(now), digest, now) is None:
             return False
-        # Without the lock: each lookup and pop is one C-level step, atomic under the GIL, and an
-        # answer read just before a concurrent change is one a locked read could have given too.
-        now = time.monotonic()
-        if wrong is None:
-            expires = self._neg_key_ids.get(key_id)
-            if expires is None or expires <= now:
-                self._unknown_digests.pop(digest, None)
-                return False
-        elif wrong <= now:
-            self._neg_digests.pop(digest, None)
-            return False
-        count = self._count
-        count("negative_hits")
-        if count_miss:
-            count("misses")
+        self._count("probe_negative_hits" if count_miss else "negative_hits")
         return True
 
     def remember_unknown_key_id(self, key_id: str, generation: int, digest: bytes | None = None) -> None:
         """``key_id`` does not exist (read at ``generation``); ``digest`` is the credential that asked."""
-        if self._remember(self._neg_key_ids, key_id, key_id, generation) and digest is not None:
-            with self._lock:
-                self._unknown_digests[digest] = key_id
-                self._unknown_digests.move_to_end(digest)
-                while len(self._unknown_digests) > self.negative_max_entries:
-                    self._unknown_digests.popitem(last=False)
+        self._remember(key_id, digest, key_id, generation)
 
     def remember_wrong_secret(self, key_id: str, digest: bytes, generation: int) -> None:
-        self._remember(self._neg_digests, digest, key_id, generation)
+        self._remember(None, digest, key_id, generation)
 
-    def _remember(self, table: OrderedDict, key, key_id: str, generation: int) -> bool:
+    def _remember(self, unknown_key_id: str | None, digest: bytes | None, key_id: str, generation: int) -> None:
+        if self.negative_ttl <= 0:
+            return  # no negative caching
+        now = time.monotonic()
         with self._lock:
             if generation < self._invalidation_floor or self._invalidated_at.get(key_id, -1) > generation:
-                return False
+                return
             if generation < self._negative_floor or self._known_since.get(key_id, -1) > generation:
-                return False
-            table[key] = time.monotonic() + self.negative_ttl
-            table.move_to_end(key)
-            while len(table) > self.negative_max_entries:
-                table.popitem(last=False)
-            return True
+                return
+            neg = self._negatives_locked(now)
+            if len(neg.key_ids) >= self._neg_cap or len(neg.digests) >= self._neg_cap:
+                neg = self._neg = self._next_negatives(neg, now)  # full: a new generation, the oldest out
+            if unknown_key_id is not None:
+                neg.key_ids.add(unknown_key_id)
+                if digest is not None:
+                    neg.digests[digest] = unknown_key_id
+            elif digest is not None:
+                neg.digests[digest] = _WRONG_SECRET
+
+    def _forget_key_id(self, key_id: str) -> None:
+        neg = self._neg
+        neg.key_ids.discard(key_id)
+        neg.prev_key_ids.discard(key_id)
 
     # -- invalidation -----------------------------------------------------
 
@@ -299,7 +367,7 @@ class VerifiedCache:
             if len(self._known_since) > 10_000:
                 self._known_since.clear()
                 self._negative_floor = self._generation
-            self._neg_key_ids.pop(key_id, None)
+            self._forget_key_id(key_id)
 
     def invalidate(self, key_id: str) -> None:
         """Forget everything about ``key_id`` (positive and negative)."""
@@ -313,7 +381,7 @@ class VerifiedCache:
             digest = self._digest_by_key.pop(key_id, None)
             if digest is not None:
                 self._entries.pop(digest, None)
-            self._neg_key_ids.pop(key_id, None)
+            self._forget_key_id(key_id)
 
     def clear(self) -> None:
         with self._lock:
@@ -322,12 +390,11 @@ class VerifiedCache:
             self._invalidated_at.clear()
             self._entries.clear()
             self._digest_by_key.clear()
-            self._neg_key_ids.clear()
-            self._neg_digests.clear()
-            self._unknown_digests.clear()
+            self._neg = _Negatives(time.monotonic())
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def negative_size(self) -> int:
-        return len(self._neg_key_ids) + len(self._neg_digests)
+        """Negative entries held: key ids and digests, each at most ``negative_max_entries``."""
+        return len(self._neg)

@@ -61,6 +61,10 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 ISSUABLE_KINDS = (KeyKind.SERVER, KeyKind.WIDGET)
 _SERVER_PREFIX = tokens.PREFIXES[KeyKind.SERVER]
+# The refusal the hot path returns for a credential the negative cache knows: one shared instance,
+# never raised and never changed (it carries no detail of the credential), so that a flood of
+# made-up credentials builds no exception per call.
+_KNOWN_UNKNOWN = CredentialUnknown("unknown credential")
 
 
 @dataclass(frozen=True)
@@ -228,9 +232,9 @@ class CredentialManager:
                         and scope_registry.ALL_SCOPES.issuperset(required_scopes)
                     )
                 )
-                and self.cache.is_unknown_digest(digest, count_miss=True)
+                and self.cache.is_unknown_digest(digest, True, now_monotonic)
             ):
-                return CredentialUnknown("unknown credential")
+                return _KNOWN_UNKNOWN
             return None
         now = time.time()
         if now >= entry.grants_until or len(caller) > MAX_CALLER:

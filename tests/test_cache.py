@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import threading
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -195,6 +197,66 @@ def test_negative_bound_holds(clock):
         assert c.negative_size() <= 8  # at most 4 by key id and 4 by digest
     assert c.is_known_unknown(f"{39:012d}", digest(999))
     assert not c.is_known_unknown(f"{0:012d}", digest(0))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_negative_entries_live_at_least_half_and_at_most_the_whole_ttl(clock, seed):
+    """Whenever lookups happen, an entry is remembered for half the negative TTL at least and is
+    never answered from once the whole TTL has passed (its two generations)."""
+    rng = random.Random(seed)
+    c = VerifiedCache(negative_ttl=60, negative_max_entries=100_000)
+    made: dict[str, float] = {}
+    for n in range(400):
+        clock.now += rng.choice((0.0, 0.5, 3.0, 11.0, 29.0, 45.0))
+        if rng.random() < 0.5:
+            kid = f"{n:012d}"
+            c.remember_unknown_key_id(kid, c.generation(), digest(n))
+            made[kid] = clock.now
+        for kid, at in rng.sample(sorted(made.items()), min(5, len(made))):
+            age = clock.now - at
+            by_digest = c.is_unknown_digest(digest(int(kid)))
+            by_key_id = c.is_known_unknown(kid, digest(10**6))
+            if age < 30:
+                assert by_digest and by_key_id, (kid, age)
+            elif age >= 60:
+                assert not by_digest and not by_key_id, (kid, age)
+
+
+def test_a_digest_refused_for_a_wrong_secret_outlives_no_key_id(clock):
+    c = VerifiedCache(negative_ttl=60)
+    kid = tokens.new_key_id()
+    c.remember_wrong_secret(kid, digest(5), c.generation())
+    assert c.is_unknown_digest(digest(5))
+    c.forget_unknown(kid)  # its key id exists (it always did): the wrong secret stays wrong
+    assert c.is_unknown_digest(digest(5))
+    assert not c.is_unknown_digest(digest(6))
+
+
+def test_no_negative_caching_with_a_zero_ttl(clock):
+    c = VerifiedCache(negative_ttl=0)
+    c.remember_unknown_key_id("k" * 12, c.generation(), digest(1))
+    c.remember_wrong_secret("w" * 12, digest(2), c.generation())
+    assert c.negative_size() == 0
+    assert not c.is_unknown_digest(digest(1)) and not c.is_known_unknown("k" * 12, digest(1))
+
+
+def test_negative_entries_are_small():
+    """A flood's unknown credentials are remembered in compact maps. Measured with tracemalloc,
+    beyond the digest and key id themselves: about 115 bytes per credential at this size (a set
+    entry and a dict entry), against about 200 with ordered maps and an expiry time per entry."""
+    c = VerifiedCache(negative_max_entries=100_000)
+    key_ids = [tokens.new_key_id() for _ in range(30_000)]
+    digests = [digest(n) for n in range(30_000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for key_id, d in zip(key_ids, digests):
+            c.remember_unknown_key_id(key_id, c.generation(), d)
+        per_entry = (tracemalloc.get_traced_memory()[0] - before) / 30_000
+    finally:
+        tracemalloc.stop()
+    assert c.negative_size() == 60_000  # each one by key id and by digest
+    assert per_entry < 150, per_entry
 
 
 # -- invalidation -------------------------------------------------------------------------
