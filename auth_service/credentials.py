@@ -64,7 +64,7 @@ _SERVER_PREFIX = tokens.PREFIXES[KeyKind.SERVER]
 # The refusal the hot path returns for a credential the negative cache knows: one shared instance,
 # never raised and never changed (it carries no detail of the credential), so that a flood of
 # made-up credentials builds no exception per call.
-_KNOWN_UNKNOWN = CredentialUnknown("unknown credential")
+KNOWN_UNKNOWN = CredentialUnknown("unknown credential")
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ class CredentialManager:
                 )
                 and self.cache.is_unknown_digest(digest, True, now_monotonic)
             ):
-                return _KNOWN_UNKNOWN
+                return KNOWN_UNKNOWN
             return None
         now = time.time()
         if now >= entry.grants_until or len(caller) > MAX_CALLER:

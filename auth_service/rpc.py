@@ -19,7 +19,7 @@ from woes.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from woes.auth.v1 import resources_pb2 as res
 
 from .cache import Principal
-from .credentials import CredentialManager, IssueSpec
+from .credentials import KNOWN_UNKNOWN, CredentialManager, IssueSpec
 from .errors import AuthError, Category, FieldViolation, InternalError, InvalidArgument
 from .models import KeyRecord, utcnow
 from .rpc_model import ModelRpcMixin
@@ -96,6 +96,9 @@ def _grpc_status(error: AuthError) -> grpc.Status:
             _status_memo.clear()
         _status_memo[key] = status
     return status
+
+
+_KNOWN_UNKNOWN_STATUS = _grpc_status(KNOWN_UNKNOWN)
 
 
 def abort(context: grpc.ServicerContext, error: AuthError):
@@ -238,9 +241,14 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         return self._wire_of(answer)
 
     def authenticate_refused(self, request: pb.AuthenticateRequest, context, error: AuthError) -> None:
-        """Answer a refusal :meth:`authenticate_cached` found, as :meth:`authenticate_serialized` would."""
+        """Answer a refusal :meth:`authenticate_cached` found, as :meth:`authenticate_serialized` would
+        (:func:`refuse` inlined, its status built once for the negative cache's refusal: this is the
+        path of a flood)."""
         self._refused(error)
-        return refuse(context, error)
+        status = _KNOWN_UNKNOWN_STATUS if error is KNOWN_UNKNOWN else _grpc_status(error)
+        context.set_code(status.code)
+        context.set_details(status.details)
+        context.set_trailing_metadata(status.trailing_metadata)
 
     def authenticate_serialized(self, request: pb.AuthenticateRequest, context) -> bytes | None:
         """``Authenticate`` as registered with the server: the response already serialized, and a
