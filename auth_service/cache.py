@@ -23,6 +23,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -62,15 +63,21 @@ class CachedKey:
     # also registered, so that within them means known too).
     grants_until: float = 0.0
     grantable: frozenset[str] = frozenset()
+    # What the transport answers a grant of this entry with, prepared once when the entry is made
+    # (``answer_of(principal)``; opaque here): held by the entry, it lives and goes with it.
+    answer: object = None
 
     @classmethod
-    def from_record(cls, record: KeyRecord, now_monotonic: float) -> CachedKey:
+    def from_record(
+        cls, record: KeyRecord, now_monotonic: float, answer_of: Callable[[Principal], object] | None = None
+    ) -> CachedKey:
         until = record.valid_until()
         workspace_id = _shared(record.workspace_id)
         scopes = _shared(tuple(record.scopes))
         valid_until = until.timestamp() if until is not None else None
         grants = record.kind is KeyKind.SERVER and record.stored_state is not StoredState.REVOKED
         effective_scopes = _shared(("effective", scopes), lambda: effective(scopes))
+        principal = Principal(record.key_id, workspace_id, record.kind, scopes, until)
         return cls(
             key_id=record.key_id,
             kind=record.kind,
@@ -81,10 +88,11 @@ class CachedKey:
             allowed_origins=_shared(
                 ("origins", tuple(record.allowed_origins)), lambda: frozenset(record.allowed_origins)
             ),
-            principal=Principal(record.key_id, workspace_id, record.kind, scopes, until),
+            principal=principal,
             cached_at=now_monotonic,
             grants_until=(math.inf if valid_until is None else valid_until) if grants else 0.0,
             grantable=_shared(("grantable", scopes), lambda: effective_scopes & ALL_SCOPES),
+            answer=answer_of(principal) if answer_of is not None and grants else None,
         )
 
 

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -154,6 +155,9 @@ class CredentialManager:
         self.store_reads = 0  # store reads made by verification (cache misses), for the stats
         self._reads_lock = threading.Lock()
         self._mac = pepper.primary_mac.digest
+        # What a transport answers a granted call with, made once per cached entry from its
+        # principal (CachedKey.answer); set by the transport, opaque here.
+        self.answer_of: Callable[[Principal], object] | None = None
 
     # -- verification (hot path) -------------------------------------------
 
@@ -184,7 +188,7 @@ class CredentialManager:
         if record.kind is not cred.kind or not self.pepper.verify(record.pepper_id, cred.token, record.digest, digest):
             self.cache.remember_wrong_secret(cred.key_id, digest, generation)
             raise CredentialUnknown("unknown credential")
-        entry = CachedKey.from_record(record, self.cache.stamp())
+        entry = CachedKey.from_record(record, self.cache.stamp(), self.answer_of)
         self.cache.put(digest, entry, generation)
         return entry
 
@@ -216,6 +220,14 @@ class CredentialManager:
           (the throttle) let the call through.
         * ``None`` in every other case, having changed and counted nothing.
         """
+        found = self.probe(token, required_scopes, caller)
+        return found.principal if type(found) is CachedKey else found
+
+    def probe(
+        self, token: str, required_scopes: tuple[str, ...] | list[str] = (), caller: str = ""
+    ) -> CachedKey | CredentialUnknown | None:
+        """:meth:`authenticate_cached` with the granting cache entry instead of its principal (its
+        ``answer`` is what the transport sends)."""
         if len(token) != tokens.TOKEN_LEN:
             return None
         digest = self._mac(token.encode())
@@ -247,7 +259,7 @@ class CredentialManager:
             return None
         self.cache.hit(digest)
         self.usage.record(entry.key_id, caller, now)
-        return entry.principal
+        return entry
 
     def authenticate(
         self, token: str, required_scopes: tuple[str, ...] | list[str] = (), caller: str = ""

@@ -172,6 +172,11 @@ def principal_to_pb(principal: Principal) -> res.Principal:
     return out
 
 
+def _answer_of(principal: Principal) -> bytes:
+    """The serialized ``AuthenticateResponse`` granting ``principal``."""
+    return pb.AuthenticateResponse(principal=principal_to_pb(principal)).SerializeToString()
+
+
 def _bearer(context: grpc.ServicerContext) -> str | None:
     for name, value in context.invocation_metadata() or ():
         if name == "authorization" and isinstance(value, str):
@@ -201,12 +206,9 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         self.manager = manager
         self.model = model
         self.authenticate_outcomes = Outcomes()
-        # Principals are immutable and shared by every call of a cached key:
-        # serialize each one's response once. Keyed by id() and checked with
-        # ``is`` (the memo holds the principal, so its id cannot be reused while
-        # the entry exists); bounded like the cache.
-        self._wire: dict[int, tuple[Principal, bytes]] = {}
-        self._wire_max = max(1, manager.cache.max_entries)
+        # Principals are immutable and shared by every call of a cached key: each cache entry
+        # holds its response, serialized once when the entry is made (CachedKey.answer).
+        manager.answer_of = _answer_of
 
     def _refused(self, error: AuthError) -> None:
         self.authenticate_outcomes.refused(error.reason)
@@ -234,11 +236,12 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         call gate's throttle lets it through, or ``None``. The call gate tries it first."""
         if request is _UNDECODABLE:
             return None  # refused by the handler proper, as every undecodable request is
-        answer = self.manager.authenticate_cached(request.credential, request.required_scopes, request.caller)
-        if answer is None or isinstance(answer, AuthError):
-            return answer
+        found = self.manager.probe(request.credential, request.required_scopes, request.caller)
+        if found is None or isinstance(found, AuthError):
+            return found
         self.authenticate_outcomes.ok()
-        return self._wire_of(answer)
+        wire = found.answer
+        return wire if wire is not None else _answer_of(found.principal)
 
     def authenticate_refused(self, request: pb.AuthenticateRequest, context, error: AuthError) -> None:
         """Answer a refusal :meth:`authenticate_cached` found, as :meth:`authenticate_serialized` would
@@ -254,17 +257,7 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         """``Authenticate`` as registered with the server: the response already serialized, and a
         refusal returned rather than raised (see :func:`refuse`)."""
         principal = self._verify(request, context, refuse)
-        return None if principal is None else self._wire_of(principal)
-
-    def _wire_of(self, principal: Principal) -> bytes:
-        memo = self._wire.get(id(principal))
-        if memo is not None and memo[0] is principal:
-            return memo[1]
-        wire = pb.AuthenticateResponse(principal=principal_to_pb(principal)).SerializeToString()
-        if len(self._wire) >= self._wire_max:
-            self._wire.clear()
-        self._wire[id(principal)] = (principal, wire)
-        return wire
+        return None if principal is None else _answer_of(principal)
 
     def VerifyWidgetKey(self, request: pb.VerifyWidgetKeyRequest, context):
         try:

@@ -244,3 +244,24 @@ def test_the_probe_refuses_a_known_unknown_credential_as_the_full_rule_does(hot)
     for scopes, caller in ((("nonsense:read",), ""), (("messages:read",) * 40, ""), ((), "c" * 65)):
         fast, full = _agrees(hot, token, scopes, caller)
         assert fast is None and full.reason == "INVALID_ARGUMENT"
+
+
+def test_a_cached_entry_holds_the_transports_answer_made_once(hot):
+    made = []
+
+    def answer_of(principal):
+        made.append(principal)
+        return ("answer", principal.key_id)
+
+    hot.answer_of = answer_of
+    issued = _issue(hot)
+    assert hot.probe(issued.secret) is None  # not cached yet
+    hot.authenticate(issued.secret)  # the miss caches the entry, with its answer
+    for _ in range(3):
+        entry = hot.probe(issued.secret, ("messages:read",), "svc")
+        assert entry.answer == ("answer", issued.key.key_id)
+        assert entry.principal == hot.authenticate_cached(issued.secret)
+    assert made == [entry.principal]  # once, when the entry was made
+    widget = _issue(hot, KeyKind.WIDGET, allowed_origins=("https://shop.example",))
+    hot.verify_widget_key(widget.secret, "https://shop.example")
+    assert len(made) == 1  # entries that can never grant Authenticate carry no answer
