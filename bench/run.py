@@ -90,6 +90,8 @@ STREAMS = env_int("BENCH_STREAMS", 4)
 RSS_KEYS = env_int("BENCH_RSS_KEYS", 100_000)
 ROUNDS = env_int("BENCH_ROUNDS", 12)
 ROUND_DURATION = env_int("BENCH_ROUND_DURATION", 3)
+# Memory is reported in MB of 1,000,000 bytes, the unit of the target (200 MB per worker).
+MB = 1_000_000
 ROUND_FIELDS = ("calls_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_us_per_call")
 
 
@@ -659,7 +661,7 @@ def main() -> int:
 
     server = RealServer(workdir, env, port, "main")
     results["server_command"] = server.command
-    rss_at_start = [round(s["rss_bytes"] / 2**20, 1) for s in server.stats()]
+    rss_at_start = [round(s["rss_bytes"] / MB, 1) for s in server.stats()]
     try:
         # 3. cold: right after start, nothing cached.
         say("case 3: cold cache, right after start")
@@ -764,7 +766,7 @@ def main() -> int:
         stats = server.stats()
         results["memory"] = {
             "cached_keys_per_worker": [s["cache"]["entries"] for s in stats],
-            "rss_mb_per_worker": [round(s["rss_bytes"] / 2**20, 1) for s in stats],
+            "rss_mb_per_worker": [round(s["rss_bytes"] / MB, 1) for s in stats],
             "rss_mb_per_worker_at_start": rss_at_start,
             "warm_up_outcomes_per_worker": rss_outcomes,
         }
