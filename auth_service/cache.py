@@ -236,6 +236,10 @@ class VerifiedCache:
         except KeyError:
             pass
 
+    def count_miss(self) -> None:
+        """Count a miss that :meth:`probe` found (it counts nothing), as :meth:`get` would have."""
+        self._count("misses")
+
     def stamp(self) -> float:
         """The ``cached_at`` (monotonic) of an entry made now: now, less a random part of up to
         ``TTL_SPREAD`` of the TTL. Keys cached together (the first minutes after a start) then

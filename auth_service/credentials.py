@@ -66,6 +66,10 @@ _SERVER_PREFIX = tokens.PREFIXES[KeyKind.SERVER]
 # never raised and never changed (it carries no detail of the credential), so that a flood of
 # made-up credentials builds no exception per call.
 KNOWN_UNKNOWN = CredentialUnknown("unknown credential")
+_TOO_LONG = f"the credential is longer than {tokens.MAX_CREDENTIAL_LEN} characters"
+# The probe's refusals of strings that are no credential, one shared instance per message (the
+# messages of tokens.problem and _TOO_LONG: a handful), never raised, never changed.
+_MALFORMED: dict[str, CredentialMalformed] = {}
 
 
 @dataclass(frozen=True)
@@ -203,12 +207,12 @@ class CredentialManager:
     @staticmethod
     def _parse(token: str) -> tokens.Credential:
         if len(token) > tokens.MAX_CREDENTIAL_LEN:
-            raise CredentialMalformed(f"the credential is longer than {tokens.MAX_CREDENTIAL_LEN} characters")
+            raise CredentialMalformed(_TOO_LONG)
         return tokens.parse(token)
 
     def authenticate_cached(
         self, token: str, required_scopes: tuple[str, ...] | list[str] = (), caller: str = ""
-    ) -> Principal | CredentialUnknown | None:
+    ) -> Principal | CredentialUnknown | CredentialMalformed | None:
         """The hot path: what the caches alone decide, or ``None`` for :meth:`authenticate` to decide.
 
         * The principal, when the verified cache grants the call: a cached server credential,
@@ -217,7 +221,8 @@ class CredentialManager:
         * A :class:`CredentialUnknown`, *returned, not raised*, when the negative cache knows this
           exact server credential as refused lately and the request's fields are valid (exactly
           what :meth:`authenticate` would raise): the caller answers it once its own checks
-          (the throttle) let the call through.
+          (the throttle) let the call through. Likewise a :class:`CredentialMalformed` for a
+          string that is no well-formed credential (random strings, typos, wrong checksums).
         * ``None`` in every other case, having changed and counted nothing.
         """
         found = self.probe(token, required_scopes, caller)
@@ -225,29 +230,16 @@ class CredentialManager:
 
     def probe(
         self, token: str, required_scopes: tuple[str, ...] | list[str] = (), caller: str = ""
-    ) -> CachedKey | CredentialUnknown | None:
+    ) -> CachedKey | CredentialUnknown | CredentialMalformed | None:
         """:meth:`authenticate_cached` with the granting cache entry instead of its principal (its
         ``answer`` is what the transport sends)."""
         if len(token) != tokens.TOKEN_LEN:
-            return None
+            return self._probe_refusal(token, required_scopes, caller, None, 0.0)
         digest = self._mac(token.encode())
         now_monotonic = time.monotonic()
         entry = self.cache.probe(digest, now_monotonic)
         if entry is None:
-            if (
-                token.startswith(_SERVER_PREFIX)
-                and len(caller) <= MAX_CALLER
-                and (
-                    not required_scopes
-                    or (
-                        len(required_scopes) <= MAX_REQUIRED_SCOPES
-                        and scope_registry.ALL_SCOPES.issuperset(required_scopes)
-                    )
-                )
-                and self.cache.is_unknown_digest(digest, True, now_monotonic)
-            ):
-                return KNOWN_UNKNOWN
-            return None
+            return self._probe_refusal(token, required_scopes, caller, digest, now_monotonic)
         now = time.time()
         if now >= entry.grants_until or len(caller) > MAX_CALLER:
             return None  # revoked, expired, past its grace, not a server key; or a field too long
@@ -260,6 +252,39 @@ class CredentialManager:
         self.cache.hit(digest)
         self.usage.record(entry.key_id, caller, now)
         return entry
+
+    def _probe_refusal(
+        self,
+        token: str,
+        required_scopes: tuple[str, ...] | list[str],
+        caller: str,
+        digest: bytes | None,
+        now_monotonic: float,
+    ) -> CredentialUnknown | CredentialMalformed | None:
+        """The probe's refusals, for a credential the verified cache does not hold, given only when
+        the request's other fields are valid (the full rule answers INVALID_ARGUMENT first): a
+        server credential the negative cache knows by its digest, or a string that is no
+        credential at all (the parse and checksum gate, no I/O), with the full rule's own error
+        and counts. ``None`` for everything else (a well-formed credential not known yet)."""
+        if len(caller) > MAX_CALLER or (
+            required_scopes
+            and (
+                len(required_scopes) > MAX_REQUIRED_SCOPES or not scope_registry.ALL_SCOPES.issuperset(required_scopes)
+            )
+        ):
+            return None
+        if digest is not None and token.startswith(_SERVER_PREFIX):
+            if self.cache.is_unknown_digest(digest, True, now_monotonic):
+                return KNOWN_UNKNOWN
+        why = _TOO_LONG if len(token) > tokens.MAX_CREDENTIAL_LEN else tokens.problem(token)
+        if why is None:
+            return None
+        if digest is not None:
+            self.cache.count_miss()  # the full rule looked the digest up first
+        error = _MALFORMED.get(why)
+        if error is None:
+            error = _MALFORMED.setdefault(why, CredentialMalformed(why))
+        return error
 
     def authenticate(
         self, token: str, required_scopes: tuple[str, ...] | list[str] = (), caller: str = ""

@@ -265,3 +265,26 @@ def test_a_cached_entry_holds_the_transports_answer_made_once(hot):
     widget = _issue(hot, KeyKind.WIDGET, allowed_origins=("https://shop.example",))
     hot.verify_widget_key(widget.secret, "https://shop.example")
     assert len(made) == 1  # entries that can never grant Authenticate carry no answer
+
+
+def test_the_probe_refuses_what_is_no_credential_as_the_full_rule_does_and_counts_the_same(hot):
+    valid = tokens.mint(KeyKind.SERVER).token
+    bad_checksum = valid[:-1] + ("A" if valid[-1] != "A" else "B")
+    random_string = "x" * tokens.TOKEN_LEN
+    for token in (bad_checksum, random_string, "", "woes_sk_short", "y" * 300, valid.replace("_", "-")):
+        before = _trace(hot)
+        fast = hot.authenticate_cached(token, ("messages:read",), "svc")
+        probed = tuple(b - a for a, b in zip(before, _trace(hot), strict=True))
+        assert isinstance(fast, AuthError) and fast.reason == "CREDENTIAL_MALFORMED", token[:12]
+        before = _trace(hot)
+        full = _full(hot, token, ("messages:read",), "svc")
+        assert (fast.reason, fast.message, fast.metadata) == (full.reason, full.message, full.metadata)
+        assert probed == tuple(b - a for a, b in zip(before, _trace(hot), strict=True))  # the same counts
+        # Invalid request fields are the full rule's to refuse first: the probe declines.
+        for scopes, caller in ((("nonsense:read",), ""), ((), "c" * 65)):
+            assert hot.authenticate_cached(token, scopes, caller) is None
+            assert _full(hot, token, scopes, caller).reason == "INVALID_ARGUMENT"
+    # A well-formed credential the caches do not know is the full rule's (a store read decides).
+    assert hot.authenticate_cached(tokens.mint(KeyKind.SERVER).token) is None
+    # A well-formed credential of another kind too (its refusal names the kind).
+    assert hot.authenticate_cached(tokens.mint(KeyKind.WIDGET).token) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import re
 import zlib
 
@@ -196,3 +197,20 @@ def test_is_key_id():
     assert not tokens.is_key_id("abcdef-ghijk")
     assert not tokens.is_key_id("abcdefghijk\u00e9")
     assert not tokens.is_key_id("abcdefghijk\n")
+
+
+def test_the_checksum_check_agrees_with_the_checksum_written_out():
+    """parse reads the six checksum symbols as a number; it must accept exactly what checksum() writes."""
+    rng = random.Random(7)
+    for n in range(3000):
+        token = tokens.mint(rng.choice(list(KeyKind))).token
+        if n % 2:  # change one symbol of the checksum or of the body
+            i = rng.choice([rng.randrange(8, tokens.TOKEN_LEN), tokens.TOKEN_LEN - 1 - rng.randrange(6)])
+            if token[i] != "_":
+                token = token[:i] + rng.choice(ALPHABET.replace(token[i], "")) + token[i + 1 :]
+        written_out = tokens.checksum(token[: -tokens.CHECKSUM_LEN]) == token[-tokens.CHECKSUM_LEN :]
+        assert tokens._checksum_matches(token) is written_out
+        assert (tokens.problem(token) is None) is written_out
+    assert tokens._checksum_matches(
+        "woes_sk_" + "0" * 12 + "_" + "0" * 43 + tokens.checksum("woes_sk_" + "0" * 12 + "_" + "0" * 43)
+    )
