@@ -27,7 +27,10 @@ Settings (environment): BENCH_WORKERS (default: cores), BENCH_DURATION
 seconds per case (default 6), BENCH_CONNECTIONS (default 8 per worker),
 BENCH_STREAMS per connection (default 4), BENCH_RSS_KEYS (default 100000),
 BENCH_ROUNDS interleaved baseline/warm/flood rounds (default 12, every other one in
-reverse order), BENCH_ROUND_DURATION seconds per run in a round (default 3).
+reverse order), BENCH_ROUND_DURATION seconds per run in a round (default 3),
+BENCH_BESIDE_ROUNDS rounds of valid traffic alone and beside a flood (default 4),
+BENCH_BESIDE_FLOOD_SHARE the flood's rate there, in per cent of the baseline's calls/s
+(default 10).
 """
 
 from __future__ import annotations
@@ -90,6 +93,9 @@ STREAMS = env_int("BENCH_STREAMS", 4)
 RSS_KEYS = env_int("BENCH_RSS_KEYS", 100_000)
 ROUNDS = env_int("BENCH_ROUNDS", 12)
 ROUND_DURATION = env_int("BENCH_ROUND_DURATION", 3)
+BESIDE_ROUNDS = env_int("BENCH_BESIDE_ROUNDS", 4)
+BESIDE_FLOOD_SHARE = env_int("BENCH_BESIDE_FLOOD_SHARE", 10)
+BESIDE_FLOOD_CREDENTIALS = 3_000
 # Memory is reported in MB of 1,000,000 bytes, the unit of the target (200 MB per worker).
 MB = 1_000_000
 ROUND_FIELDS = ("calls_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_us_per_call")
@@ -169,7 +175,16 @@ class RotatingBody:
 
 
 def run_h2load(
-    h2load: str, port: int, body: Path, workdir: Path, name: str, *, duration: float, clients: int, streams: int
+    h2load: str,
+    port: int,
+    body: Path,
+    workdir: Path,
+    name: str,
+    *,
+    duration: float,
+    clients: int,
+    streams: int,
+    rps: int | None = None,
 ) -> dict:
     log_file = workdir / f"h2load-{name}.log"
     cmd = [
@@ -182,6 +197,7 @@ def run_h2load(
         "-H", "content-type: application/grpc",
         "-H", "te: trailers",
         "--log-file", str(log_file),
+        *(("--rps", str(rps)) if rps else ()),
         f"http://127.0.0.1:{port}{METHOD}",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
@@ -552,6 +568,98 @@ def measured(h2load, server, frames, workdir, name, *, expect: str, clients=None
     return result
 
 
+def mixed_flood_credentials(n: int) -> list[str]:
+    """``n`` bad credentials of one length, in equal parts: random strings (no credential shape),
+    malformed credentials (the shape, a wrong checksum) and well-formed unknown ones."""
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+    out = []
+    for i in range(n):
+        token = tokens.mint(tokens.KeyKind.SERVER).token
+        if i % 3 == 0:
+            out.append("".join(random.choice(alphabet) for _ in range(len(token))))
+        elif i % 3 == 1:
+            last = token[-1]
+            out.append(token[:-1] + ("A" if last != "A" else "B"))
+        else:
+            out.append(token)
+    random.shuffle(out)
+    return out
+
+
+def valid_beside_flood(h2load, server, channels, warm_frames, workdir, flood_rate: int) -> dict:
+    """Valid traffic at full load, alone and beside a flood of bad credentials at ``flood_rate``
+    calls/s on connections of its own, in turn (every other round the other way round)."""
+    clients = 2 * WORKERS
+    rounds = []
+    for n in range(BESIDE_ROUNDS):
+        bad = mixed_flood_credentials(BESIDE_FLOOD_CREDENTIALS)
+        on_every_worker(channels, bad)  # first sight of each digest (only the well-formed unknown ones reach the store)
+        flood_frames = [grpc_frame(request_bytes(c)) for c in bad]
+
+        def alone(n=n):
+            return measured(
+                h2load, server, warm_frames, workdir, f"beside{n}-alone", expect="ok", duration=ROUND_DURATION
+            )
+
+        def beside(n=n, flood_frames=flood_frames):
+            flood: dict = {}
+            period = max(0.0002, (ROUND_DURATION + 2) / len(flood_frames))
+            with RotatingBody(workdir / f"body-beside{n}-flood.bin", flood_frames, period) as body:
+
+                def run_flood():
+                    flood.update(
+                        run_h2load(
+                            h2load,
+                            server.port,
+                            body.path,
+                            workdir,
+                            f"beside{n}-flood",
+                            duration=ROUND_DURATION + 2,
+                            clients=clients,
+                            streams=1,
+                            rps=max(1, flood_rate // clients),
+                        )
+                    )
+
+                thread = threading.Thread(target=run_flood)
+                thread.start()
+                time.sleep(1.0)  # the flood is under way before the valid run starts, and ends after it
+                valid = measured(
+                    h2load, server, warm_frames, workdir, f"beside{n}-valid", expect="ok", duration=ROUND_DURATION
+                )
+                thread.join()
+            # The server's counters over the valid run hold the flood's refusals too: the valid
+            # calls that were not answered OK are h2load's calls less the OK answers.
+            valid["not_ok"] = max(0, valid["h2_done"] - valid.get("grpc_outcomes", {}).get("ok", 0))
+            valid["flood_calls_per_s"] = flood.get("calls_per_s", 0.0)
+            return valid
+
+        order = ("alone", "beside") if n % 2 == 0 else ("beside", "alone")
+        runs = {"alone": alone, "beside": beside}
+        got = {case: runs[case]() for case in order}
+        a, b = got["alone"], got["beside"]
+        rounds.append(
+            {
+                "order": list(order),
+                "alone": {k: a.get(k) for k in ROUND_FIELDS},
+                "beside": {k: b.get(k) for k in (*ROUND_FIELDS, "not_ok", "flood_calls_per_s", "hot_path_store_reads")},
+            }
+        )
+    return {
+        "flood_rate_asked": flood_rate,
+        "flood_connections": clients,
+        "flood_share_of_baseline_pct": BESIDE_FLOOD_SHARE,
+        "rounds": rounds,
+        "median_ratio": statistics.median(
+            r["beside"]["calls_per_s"] / (r["alone"]["calls_per_s"] or 1) for r in rounds
+        ),
+        "median_p99_ratio": statistics.median(r["beside"]["p99_ms"] / (r["alone"]["p99_ms"] or 1) for r in rounds),
+        "median_flood_calls_per_s": statistics.median(r["beside"]["flood_calls_per_s"] for r in rounds),
+        "store_reads": sum(r["beside"]["hot_path_store_reads"] for r in rounds),
+        "valid_not_ok": sum(r["beside"]["not_ok"] for r in rounds),
+    }
+
+
 # -- the run ----------------------------------------------------------------------
 
 
@@ -624,6 +732,7 @@ def main() -> int:
         "rss_keys": RSS_KEYS,
         "feed_interval_s": float(os.environ.get("WOES_AUTH_FEED_INTERVAL", 0.25)),
         "cache_ttl_s": float(env["WOES_AUTH_CACHE_TTL"]),
+        "beside_rounds": BESIDE_ROUNDS,
     }
     cases = results["cases"]
     port = free_port_block(1)
@@ -700,6 +809,10 @@ def main() -> int:
             cases["churn"] = measured(h2load, server, warm_frames, workdir, "churn", expect="ok")
         cases["churn"]["churn_ops_per_s"] = churn.ops / churn.elapsed
         cases["churn"]["churn_failures"] = churn.failures
+        # Valid callers beside a flood of random, malformed and unknown credentials.
+        flood_rate = int(cases["baseline"]["calls_per_s"] * BESIDE_FLOOD_SHARE / 100)
+        say(f"valid traffic alone and beside a flood of bad credentials at {flood_rate} calls/s, {BESIDE_ROUNDS} times")
+        results["beside_flood"] = valid_beside_flood(h2load, server, channels, warm_frames, workdir, flood_rate)
         # Interleaved rounds: on a shared machine the throughput of one 6-second run drifts by tens
         # of per cent, so the ratios that decide the targets are measured back to back, baseline
         # (kept running on a second port), warm and flood, ROUNDS times; the medians count. Every
@@ -853,6 +966,19 @@ def table(r: dict) -> str:
             f"(rounds: {per_round('flood')}), p99 {med['flood_p99_ratio']:.2f}x; flood store reads "
             f"{sum(x['flood']['hot_path_store_reads'] for x in r['rounds'])}. Server CPU per call against the "
             f"baseline's, same rounds: warm {med['warm_cpu_ratio']:.2f}x, flood {med['flood_cpu_ratio']:.2f}x.",
+        ]
+    beside = r.get("beside_flood")
+    if beside:
+        lines += [
+            f"- Valid callers beside a flood (random, malformed and unknown credentials in equal parts, asked at "
+            f"{beside['flood_share_of_baseline_pct']} % of the baseline's calls/s over {beside['flood_connections']} "
+            f"connections of its own; valid traffic alone and beside it in turn, {len(beside['rounds'])} times): "
+            f"valid calls/s {100 * beside['median_ratio']:.0f} % of alone (rounds: "
+            + ", ".join(
+                f"{100 * x['beside']['calls_per_s'] / (x['alone']['calls_per_s'] or 1):.0f} %" for x in beside["rounds"]
+            )
+            + f"), p99 {beside['median_p99_ratio']:.2f}x; the flood ran at {beside['median_flood_calls_per_s']:,.0f} calls/s; "
+            f"store reads during it {beside['store_reads']}; valid calls not answered OK {beside['valid_not_ok']}.",
         ]
     return "\n".join(lines)
 
