@@ -280,11 +280,9 @@ class VerifiedCache:
     def _negatives(self, now: float) -> _Negatives:
         """The current generation, turned over first if it is older than half the negative TTL."""
         neg = self._neg
-        if now - neg.started >= self._neg_half and self._neg_half > 0:
+        if now - neg.started >= self._neg_half > 0:
             with self._lock:
-                neg = self._neg
-                if now - neg.started >= self._neg_half:
-                    neg = self._neg = self._next_negatives(neg, now)
+                neg = self._negatives_locked(now)
         return neg
 
     def _next_negatives(self, neg: _Negatives, now: float) -> _Negatives:
@@ -316,8 +314,9 @@ class VerifiedCache:
         return known
 
     def _negatives_locked(self, now: float) -> _Negatives:
+        """:meth:`_negatives`, for a caller holding the lock."""
         neg = self._neg
-        if now - neg.started >= self._neg_half:
+        if now - neg.started >= self._neg_half > 0:
             neg = self._neg = self._next_negatives(neg, now)
         return neg
 
