@@ -245,13 +245,9 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
 
     def authenticate_refused(self, request: pb.AuthenticateRequest, context, error: AuthError) -> None:
         """Answer a refusal :meth:`authenticate_cached` found, as :meth:`authenticate_serialized` would
-        (:func:`refuse` inlined, its status built once for the negative cache's refusal: this is the
-        path of a flood)."""
+        (the negative cache's refusal with its status built once: this is the path of a flood)."""
         self._refused(error)
-        status = _KNOWN_UNKNOWN_STATUS if error is KNOWN_UNKNOWN else _grpc_status(error)
-        context.set_code(status.code)
-        context.set_details(status.details)
-        context.set_trailing_metadata(status.trailing_metadata)
+        return set_status(context, _KNOWN_UNKNOWN_STATUS if error is KNOWN_UNKNOWN else _grpc_status(error))
 
     def authenticate_serialized(self, request: pb.AuthenticateRequest, context) -> bytes | None:
         """``Authenticate`` as registered with the server: the response already serialized, and a
