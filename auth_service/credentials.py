@@ -138,6 +138,13 @@ def _fingerprint(spec: IssueSpec) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def _scopes_invalid(required_scopes: tuple[str, ...] | list[str]) -> bool:
+    """Whether a request's required scopes are too many or not all registered (INVALID_ARGUMENT)."""
+    return bool(required_scopes) and (
+        len(required_scopes) > MAX_REQUIRED_SCOPES or not scope_registry.ALL_SCOPES.issuperset(required_scopes)
+    )
+
+
 class CredentialManager:
     """Domain operations over one store, one pepper and one process-local cache."""
 
@@ -266,12 +273,7 @@ class CredentialManager:
         server credential the negative cache knows by its digest, or a string that is no
         credential at all (the parse and checksum gate, no I/O), with the full rule's own error
         and counts. ``None`` for everything else (a well-formed credential not known yet)."""
-        if len(caller) > MAX_CALLER or (
-            required_scopes
-            and (
-                len(required_scopes) > MAX_REQUIRED_SCOPES or not scope_registry.ALL_SCOPES.issuperset(required_scopes)
-            )
-        ):
+        if len(caller) > MAX_CALLER or _scopes_invalid(required_scopes):
             return None
         if digest is not None and token.startswith(_SERVER_PREFIX):
             if self.cache.is_unknown_digest(digest, True, now_monotonic):
@@ -293,9 +295,7 @@ class CredentialManager:
         if required_scopes:
             # Once into a tuple: a request's repeated field is slow to iterate, and it is read twice.
             required_scopes = tuple(required_scopes)
-        if required_scopes and (
-            len(required_scopes) > MAX_REQUIRED_SCOPES or not scope_registry.ALL_SCOPES.issuperset(required_scopes)
-        ):
+        if _scopes_invalid(required_scopes):
             v = Violations()
             if len(required_scopes) > MAX_REQUIRED_SCOPES:
                 v.add("required_scopes", f"at most {MAX_REQUIRED_SCOPES} scopes")
