@@ -236,7 +236,9 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         call gate's throttle lets it through, or ``None``. The call gate tries it first."""
         if request is _UNDECODABLE:
             return None  # refused by the handler proper, as every undecodable request is
-        found = self.manager.probe(request.credential, request.required_scopes, request.caller)
+        # The scopes as a list, by slicing: iterating the request's repeated field walks it by index
+        # until IndexError, which costs more than the rest of the scope checks together.
+        found = self.manager.probe(request.credential, request.required_scopes[:], request.caller)
         if found is None or isinstance(found, AuthError):
             return found
         self.authenticate_outcomes.ok()

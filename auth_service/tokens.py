@@ -60,7 +60,6 @@ TOKEN_REGEX = re.compile(TOKEN_PATTERN)
 """Matches a whole woes credential; group 1 is the kind code, 2 the key id."""
 
 TOKEN_LEN = len("woes_xx_") + KEY_ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN
-_KEY_ID_REGEX = re.compile(r"[0-9A-Za-z]{%d}" % KEY_ID_LEN)
 
 
 def _random(n: int) -> str:
@@ -97,7 +96,9 @@ def new_key_id() -> str:
 
 
 def is_key_id(value: str) -> bool:
-    return _KEY_ID_REGEX.fullmatch(value) is not None
+    """Exactly ``KEY_ID_LEN`` characters of [0-9A-Za-z]: for ASCII text ``isalnum`` is that set (a
+    regular expression costs about twice as much, and the call gate asks for every refused credential)."""
+    return len(value) == KEY_ID_LEN and value.isascii() and value.isalnum()
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,6 +199,17 @@ def test_is_key_id():
     assert not tokens.is_key_id("abcdefghijk\n")
 
 
+def test_is_key_id_is_the_key_id_pattern():
+    """Without a regular expression, the same answer as ``[0-9A-Za-z]{12}`` for any text."""
+    pattern = re.compile(r"[0-9A-Za-z]{%d}" % tokens.KEY_ID_LEN)
+    rng = random.Random(11)
+    pool = ALPHABET + "_-+/=. \t\n\x00\u00e9\u0660\u00b2\uff10\u2167\U0001d7ce"
+    values = [c * tokens.KEY_ID_LEN for c in map(chr, range(0x3000))]
+    values += ["".join(rng.choice(pool) for _ in range(rng.choice([11, 12, 12, 12, 13]))) for _ in range(20_000)]
+    for value in values:
+        assert tokens.is_key_id(value) is (pattern.fullmatch(value) is not None), repr(value)
+
+
 def test_the_checksum_check_agrees_with_the_checksum_written_out():
     """parse reads the six checksum symbols as a number; it must accept exactly what checksum() writes."""
     rng = random.Random(7)
