@@ -320,7 +320,7 @@ class RealServer:
 
 
 class BaselineServer:
-    def __init__(self, workdir: Path, env: dict, port: int, response: bytes):
+    def __init__(self, workdir: Path, env: dict, port: int, response: bytes, python_us: float = 0.0):
         self.port = port
         ready = workdir / f"baseline-ready-{port}"
         shutil.rmtree(ready, ignore_errors=True)
@@ -329,7 +329,9 @@ class BaselineServer:
         response_file.write_bytes(response)
         cmd = [sys.executable, str(ROOT / "bench" / "baseline_server.py"), "--listen", f"127.0.0.1:{port}"]
         cmd += ["--workers", str(WORKERS), "--response-file", str(response_file), "--ready-dir", str(ready)]
-        self.proc = Proc(cmd, env, workdir / "server-baseline.log")
+        if python_us:
+            cmd += ["--python-us", f"{python_us:.2f}"]
+        self.proc = Proc(cmd, env, workdir / f"server-baseline-{port}.log")
         deadline = time.monotonic() + 60
         while len(list(ready.iterdir())) < WORKERS:
             if time.monotonic() > deadline or self.proc.popen.poll() is not None:
@@ -377,6 +379,20 @@ def seed(url: str, pepper: Pepper, n_keys: int) -> tuple[list[str], str]:
 
 def request_bytes(credential: str) -> bytes:
     return pb.AuthenticateRequest(credential=credential, required_scopes=REQUIRED, caller=CALLER).SerializeToString()
+
+
+def handler_time(workdir: Path, env: dict, valid: list[str], unknown: list[str]) -> dict:
+    """Microseconds of woes-auth's own Python per Authenticate call, warm and flood, measured in a
+    loop by ``bench/handler_time.py`` in a process of its own (its caches are its own)."""
+    valid_file, unknown_file = workdir / "handler-valid.txt", workdir / "handler-unknown.txt"
+    valid_file.write_text("\n".join(valid))
+    unknown_file.write_text("\n".join(unknown))
+    cmd = [sys.executable, str(ROOT / "bench" / "handler_time.py"), "--credentials", str(valid_file)]
+    cmd += ["--unknown", str(unknown_file), "--required-scope", REQUIRED[0], "--caller", CALLER]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench/handler_time.py failed: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout)
 
 
 # -- Python client helpers (warm-up, checks, churn) ---------------------------
@@ -721,6 +737,8 @@ def main() -> int:
     )
     env.pop("WOES_AUTH_STATS_PORT", None)
     results: dict = {"machine": machine(), "h2load": h2load_version(h2load), "cases": {}}
+    say("the handler's own time, in a loop")
+    results["handler_time_us"] = handler_time(workdir, env, warm_keys, unknown)
     results["settings"] = {
         "workers": WORKERS,
         "connections": CONNECTIONS,
@@ -818,8 +836,16 @@ def main() -> int:
         # (kept running on a second port), warm and flood, ROUNDS times; the medians count. Every
         # other round runs them in the reverse order (flood, warm, baseline), so that a machine
         # getting steadily faster or slower over a round favours neither side.
-        say(f"interleaved rounds: baseline, warm, flood (every other round reversed), {ROUNDS} times")
+        say(
+            f"interleaved rounds: baseline, baseline + Python, warm, flood (every other round reversed), {ROUNDS} times"
+        )
         base2 = BaselineServer(workdir, env, free_port_block(1), sample_response)
+        # The baseline again, its handler first spending the warm call's own time in pure Python
+        # (measured in a loop with the processor's caches emptied before each call, the longer of
+        # the two): what holding the interpreter lock that long costs on this stack, same rounds.
+        python_us = results["handler_time_us"]["warm_cold_us"]
+        base_py = BaselineServer(workdir, env, free_port_block(1), sample_response, python_us=python_us)
+        measured(h2load, base_py, warm_frames, workdir, "baseline-python-warmup", expect="ok", duration=2)
         rounds = []
         try:
             for n in range(ROUNDS):
@@ -827,6 +853,17 @@ def main() -> int:
                 def run_baseline(n=n):
                     return measured(
                         h2load, base2, warm_frames, workdir, f"round{n}-baseline", expect="ok", duration=ROUND_DURATION
+                    )
+
+                def run_baseline_python(n=n):
+                    return measured(
+                        h2load,
+                        base_py,
+                        warm_frames,
+                        workdir,
+                        f"round{n}-baseline-python",
+                        expect="ok",
+                        duration=ROUND_DURATION,
                     )
 
                 def run_warm(n=n):
@@ -849,24 +886,29 @@ def main() -> int:
                         duration=ROUND_DURATION,
                     )
 
-                order = ("baseline", "warm", "flood") if n % 2 == 0 else ("flood", "warm", "baseline")
-                runs = {"baseline": run_baseline, "warm": run_warm, "flood": run_flood}
+                order = ("baseline", "baseline_python", "warm", "flood")
+                if n % 2:
+                    order = order[::-1]
+                runs = {"baseline": run_baseline, "baseline_python": run_baseline_python}
+                runs.update(warm=run_warm, flood=run_flood)
                 got = {case: runs[case]() for case in order}
                 b, w, f = got["baseline"], got["warm"], got["flood"]
                 rounds.append(
                     {
                         "order": list(order),
                         "baseline": {k: b.get(k) for k in ROUND_FIELDS},
+                        "baseline_python": {k: got["baseline_python"].get(k) for k in ROUND_FIELDS},
                         "warm": {k: w.get(k) for k in (*ROUND_FIELDS, "calls_per_worker")},
                         "flood": {k: f.get(k) for k in (*ROUND_FIELDS, "calls_per_worker", "hot_path_store_reads")},
                     }
                 )
         finally:
             base2.stop()
+            base_py.stop()
         results["rounds"] = rounds
         results["round_medians"] = {
             f"{case}_{what}": statistics.median(r[case][key] / (r["baseline"][key] or 1) for r in rounds)
-            for case in ("warm", "flood")
+            for case in ("warm", "flood", "baseline_python")
             for what, key in (
                 ("ratio", "calls_per_s"),
                 ("p99_ratio", "p99_ms"),
@@ -967,6 +1009,18 @@ def table(r: dict) -> str:
             f"{sum(x['flood']['hot_path_store_reads'] for x in r['rounds'])}. Server CPU per call against the "
             f"baseline's, same rounds: warm {med['warm_cpu_ratio']:.2f}x, flood {med['flood_cpu_ratio']:.2f}x.",
         ]
+        spent = r.get("handler_time_us")
+        if spent and "baseline_python_ratio" in med:
+            lines.append(
+                f"- The handler's own time: a warm call spends {spent['warm_us']:.1f} µs in woes-auth's Python, "
+                f"measured in a loop, {spent['warm_cold_us']:.1f} µs with the processor's caches emptied before "
+                f"each call (request decoding included; a flood call {spent['flood_us']:.1f} and "
+                f"{spent['flood_cold_us']:.1f} µs). The baseline made to spend {spent['warm_cold_us']:.1f} µs of "
+                "pure Python per call, in the same rounds, "
+                f"served {100 * med['baseline_python_ratio']:.0f} % of the plain baseline's calls/s (server CPU per "
+                f"call {med['baseline_python_cpu_ratio']:.2f}x, p99 {med['baseline_python_p99_ratio']:.2f}x), the "
+                f"warm case {100 * med['warm_ratio']:.0f} %."
+            )
     beside = r.get("beside_flood")
     if beside:
         lines += [
