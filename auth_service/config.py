@@ -82,6 +82,7 @@ class Settings:
     pepper_file: str = ""
     production: bool = False
     workers: int = 0
+    threads: int = 4
     cache_size: int = 100_000
     cache_ttl: float = 300.0
     negative_ttl: float = 60.0
@@ -137,6 +138,7 @@ class Settings:
         s.throttle_key = _env("THROTTLE_KEY", s.throttle_key)
         for name, attr, conv in (
             ("WORKERS", "workers", int),
+            ("THREADS", "threads", int),
             ("CACHE_SIZE", "cache_size", int),
             ("CACHE_TTL", "cache_ttl", float),
             ("NEGATIVE_TTL", "negative_ttl", float),
@@ -167,6 +169,8 @@ class Settings:
     def validate(self) -> None:
         if self.workers < 0:
             raise ConfigError("workers must be 0 (one per core) or more")
+        if not 1 <= self.threads <= 256:
+            raise ConfigError("threads must be between 1 and 256 (RPC threads per serving process)")
         if not 0 <= self.stats_port <= 65535 - self.effective_workers():
             raise ConfigError("stats port must be 0 (off) or a port that leaves room for one per worker")
         if self.cache_size < 1:

@@ -31,6 +31,7 @@ import grpc
 
 from auth_service import rpc
 from auth_service import server as server_mod
+from auth_service.config import Settings
 
 
 def spin(n: int) -> None:
@@ -80,7 +81,7 @@ def serve_worker(index: int, listen: str, response: bytes, ready_dir: Path, pyth
             return response
 
     handlers = {"Authenticate": grpc.unary_unary_rpc_method_handler(authenticate)}
-    server = server_mod.new_grpc_server()
+    server = server_mod.new_grpc_server(threads=Settings.from_env().threads)  # WOES_AUTH_THREADS, as woes-auth
     server_mod.tune_gc()  # the same process settings as a woes-auth worker
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(rpc.SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(rpc.SERVICE_NAME, handlers)

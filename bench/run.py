@@ -1010,7 +1010,7 @@ def table(r: dict) -> str:
             f"baseline's, same rounds: warm {med['warm_cpu_ratio']:.2f}x, flood {med['flood_cpu_ratio']:.2f}x.",
         ]
         spent = r.get("handler_time_us")
-        if spent and "baseline_python_ratio" in med:
+        if spent and "warm_cold_us" in spent and "baseline_python_ratio" in med:
             lines.append(
                 f"- The handler's own time: a warm call spends {spent['warm_us']:.1f} µs in woes-auth's Python, "
                 f"measured in a loop, {spent['warm_cold_us']:.1f} µs with the processor's caches emptied before "

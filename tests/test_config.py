@@ -85,7 +85,7 @@ def test_data_dir_moves_the_default_database(monkeypatch, tmp_path):
     assert Settings.from_env().resolved_database_url() == f"sqlite:///{tmp_path / 'd' / 'woes-auth.db'}"
 
 
-@pytest.mark.parametrize("name", ["WORKERS", "CACHE_SIZE", "CACHE_TTL", "FEED_INTERVAL"])
+@pytest.mark.parametrize("name", ["WORKERS", "THREADS", "CACHE_SIZE", "CACHE_TTL", "FEED_INTERVAL"])
 def test_bad_numbers_are_refused_by_name(monkeypatch, name):
     monkeypatch.setenv("WOES_AUTH_" + name, "lots")
     with pytest.raises(ConfigError, match="WOES_AUTH_" + name):
@@ -94,7 +94,15 @@ def test_bad_numbers_are_refused_by_name(monkeypatch, name):
 
 @pytest.mark.parametrize(
     "field,value",
-    [("workers", -1), ("cache_size", 0), ("feed_interval", 0), ("usage_flush", -1), ("cache_ttl", 0)],
+    [
+        ("workers", -1),
+        ("threads", 0),
+        ("threads", 257),
+        ("cache_size", 0),
+        ("feed_interval", 0),
+        ("usage_flush", -1),
+        ("cache_ttl", 0),
+    ],
 )
 def test_validate_refuses_out_of_range(field, value):
     s = Settings()
@@ -123,6 +131,8 @@ def test_flags_override_environment(monkeypatch, tmp_path):
             str(tmp_path / "flag"),
             "--workers",
             "2",
+            "--threads",
+            "3",
             "--log-level",
             "DEBUG",
             "--production",
@@ -134,6 +144,7 @@ def test_flags_override_environment(monkeypatch, tmp_path):
     assert s.database_url == "sqlite:///flag.db"
     assert s.data_dir == tmp_path / "flag"
     assert s.workers == 2
+    assert s.threads == 3
     assert s.log_level == "DEBUG"
     assert s.production is True
     assert s.allow_remote_plaintext is True
@@ -144,7 +155,9 @@ def test_environment_holds_when_no_flag_is_given(monkeypatch, tmp_path):
     monkeypatch.setenv("WOES_AUTH_DATABASE_URL", "sqlite:///env.db")
     monkeypatch.setenv("WOES_AUTH_WORKERS", "5")
     monkeypatch.setenv("WOES_AUTH_PRODUCTION", "1")
+    monkeypatch.setenv("WOES_AUTH_THREADS", "6")
     s = _settings(build_parser().parse_args(["serve"]))
+    assert s.threads == 6
     assert s.listen == "127.0.0.1:7000"
     assert s.database_url == "sqlite:///env.db"
     assert s.workers == 5

@@ -592,3 +592,20 @@ def _ts(when: datetime):
     out = timestamp_pb2.Timestamp()
     out.FromDatetime(when)
     return out
+
+
+def test_the_rpc_threads_are_as_many_as_configured(sqlite_url, pepper):
+    """WOES_AUTH_THREADS bounds the threads that run handlers, however many calls are in flight."""
+    before = {t.ident for t in threading.enumerate()}
+    srv = conftest.start_live_server(sqlite_url, pepper, threads=2)
+    try:
+        secret = issue(srv, scopes=["conversations:read"]).secret
+        request = pb.AuthenticateRequest(credential=secret, required_scopes=["conversations:read"])
+        for _ in range(3):
+            calls = [srv.stub.Authenticate.future(request, timeout=10) for _ in range(40)]
+            assert all(call.result().principal.key_id for call in calls)
+        ran = [t for t in threading.enumerate() if t.ident not in before and t.name.startswith("woes-auth-rpc")]
+        assert 1 <= len(ran) <= 2
+    finally:
+        srv.channel.close()
+        srv.runtime.stop(0.5)
