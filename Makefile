@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/woes/auth/v1/*.proto)
 GEN    := clients/python/src
 PYTEST_ARGS ?=
 
-.PHONY: venv protos run test bench lint fmt clean check-protos fuzz
+.PHONY: venv protos run test bench bench-instructions lint fmt clean check-protos fuzz
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Instructions per call of one serving process under callgrind: baseline, warm, flood (needs valgrind).
+bench-instructions: $(STAMP)
+	$(BIN)/python bench/instructions.py
 
 # Coverage-guided fuzzing of the request parsers (atheris) for FUZZ_SECONDS, starting from tests/corpus/.
 # New inputs go to .fuzz/corpus, crashing inputs to .fuzz/crashes/ (copy them to tests/corpus/ once fixed).

@@ -101,3 +101,14 @@ def test_the_baseline_spends_the_python_time_it_is_given():
     assert baseline.spin_iterations(0) == 0
     short, long = baseline.spin_iterations(2), baseline.spin_iterations(200)
     assert 0 < short < long  # calibrated on this machine: no claim about its speed
+
+
+def test_instruction_totals_are_read_from_a_callgrind_dump():
+    spec = importlib.util.spec_from_file_location("bench_instructions", ROOT / "bench" / "instructions.py")
+    instructions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(instructions)
+    dump = "version: 1\ncreator: callgrind-3.19.0\ndesc: Trigger: dump measured\nevents: Ir\nsummary: 709497484\ntotals: 709497569\n"
+    assert instructions.callgrind_total(dump) == 709497569
+    assert instructions.callgrind_total("events: Ir\nsummary: 12\n") == 12
+    with pytest.raises(ValueError):
+        instructions.callgrind_total("not a dump")
