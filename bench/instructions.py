@@ -23,11 +23,9 @@ be counted about 50 times over per call.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -109,21 +107,11 @@ def main() -> int:
         print("bench/instructions.py needs valgrind (Debian/Ubuntu: apt-get install valgrind)", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="woes-auth-instructions-"))
-    pepper_text = f"bench1:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+    pepper_text = bench.new_pepper_text()
     url = f"sqlite:///{workdir / 'bench.db'}"
     keys, _admin = bench.seed(url, Pepper(Keyring.parse(pepper_text)), 300)
     unknown = [tokens.mint(tokens.KeyKind.SERVER).token for _ in range(300)]
-    env = dict(
-        os.environ,
-        WOES_AUTH_PEPPER=pepper_text,
-        WOES_AUTH_DATABASE_URL=url,
-        WOES_AUTH_DATA_DIR=str(workdir),
-        WOES_AUTH_THROTTLE_CALLER="off",
-        WOES_AUTH_CACHE_TTL="3600",
-        WOES_AUTH_FEED_INTERVAL="100",
-        WOES_AUTH_USAGE_FLUSH="1000",
-        PYTHONPATH=str(ROOT),
-    )
+    env = bench.server_env(workdir, pepper_text, url, WOES_AUTH_FEED_INTERVAL="100", WOES_AUTH_USAGE_FLUSH="1000")
     response = pb.AuthenticateResponse(
         principal=res.Principal(
             key_id=tokens.parse(keys[0]).key_id, workspace_id="ws-0000", kind=res.KEY_KIND_SERVER, scopes=bench.SCOPES

@@ -381,6 +381,37 @@ def request_bytes(credential: str) -> bytes:
     return pb.AuthenticateRequest(credential=credential, required_scopes=REQUIRED, caller=CALLER).SerializeToString()
 
 
+def new_pepper_text() -> str:
+    """A fresh pepper for a benchmark's own database (``WOES_AUTH_PEPPER``'s form)."""
+    return f"bench1:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+
+
+def server_env(workdir: Path, pepper_text: str, url: str, **overrides: str) -> dict:
+    """The environment every server the benchmarks start runs with (and ``overrides``)."""
+    env = dict(
+        os.environ,
+        WOES_AUTH_PEPPER=pepper_text,
+        WOES_AUTH_DATABASE_URL=url,
+        WOES_AUTH_DATA_DIR=str(workdir),
+        WOES_AUTH_LOG_LEVEL="INFO",
+        # The load generator is one caller sending 10,000 unknown credentials: the per-caller
+        # throttle would refuse most of the flood unevaluated (cheaper still). Turn it off so that
+        # case 4 measures what the issue asks: the negative cache after first sight. The
+        # per-key-id throttle stays at its default.
+        WOES_AUTH_THROTTLE_CALLER="off",
+        # Case 2 and its rounds measure a warm cache. A run takes longer than the default TTL
+        # (300 s) on a slow machine, and every warm key was cached in the same minute: past the
+        # TTL each warm call would read the store until every key had been called again, which
+        # is case 3 (cold), not case 2. A measured run: on a machine serving 2,800 baseline
+        # calls/s that lasted all of the last 7 rounds.
+        WOES_AUTH_CACHE_TTL="3600",
+        PYTHONPATH=str(ROOT),
+    )
+    env.pop("WOES_AUTH_STATS_PORT", None)
+    env.update(overrides)
+    return env
+
+
 def handler_time(workdir: Path, env: dict, valid: list[str], unknown: list[str]) -> dict:
     """Microseconds of woes-auth's own Python per Authenticate call, warm and flood, measured in a
     loop by ``bench/handler_time.py`` in a process of its own (its caches are its own)."""
@@ -705,7 +736,7 @@ def main() -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="woes-auth-bench-"))
     say(f"workers={WORKERS} connections={CONNECTIONS} streams/connection={STREAMS} duration={DURATION}s")
-    pepper_text = f"bench1:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+    pepper_text = new_pepper_text()
     pepper = Pepper(Keyring.parse(pepper_text))
     url = f"sqlite:///{workdir / 'bench.db'}"
     n_keys = max(RSS_KEYS, WARM_KEYS + CHURN_KEYS)
@@ -716,26 +747,7 @@ def main() -> int:
     unknown = [tokens.mint(tokens.KeyKind.SERVER).token for _ in range(WARM_KEYS)]
     warm_frames = [grpc_frame(request_bytes(k)) for k in warm_keys]
     unknown_frames = [grpc_frame(request_bytes(k)) for k in unknown]
-    env = dict(
-        os.environ,
-        WOES_AUTH_PEPPER=pepper_text,
-        WOES_AUTH_DATABASE_URL=url,
-        WOES_AUTH_DATA_DIR=str(workdir),
-        WOES_AUTH_LOG_LEVEL="INFO",
-        # The load generator is one caller sending 10,000 unknown credentials: the per-caller
-        # throttle would refuse most of the flood unevaluated (cheaper still). Turn it off so that
-        # case 4 measures what the issue asks: the negative cache after first sight. The
-        # per-key-id throttle stays at its default.
-        WOES_AUTH_THROTTLE_CALLER="off",
-        # Case 2 and its rounds measure a warm cache. A run takes longer than the default TTL
-        # (300 s) on a slow machine, and every warm key was cached in the same minute: past the
-        # TTL each warm call would read the store until every key had been called again, which
-        # is case 3 (cold), not case 2. A measured run: on a machine serving 2,800 baseline
-        # calls/s that lasted all of the last 7 rounds.
-        WOES_AUTH_CACHE_TTL="3600",
-        PYTHONPATH=str(ROOT),
-    )
-    env.pop("WOES_AUTH_STATS_PORT", None)
+    env = server_env(workdir, pepper_text, url)
     results: dict = {"machine": machine(), "h2load": h2load_version(h2load), "cases": {}}
     say("the handler's own time, in a loop")
     results["handler_time_us"] = handler_time(workdir, env, warm_keys, unknown)

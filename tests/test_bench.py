@@ -70,23 +70,14 @@ def test_the_committed_results_render_as_the_readme_table(bench):
 def test_handler_time_measures_the_registered_handler_on_the_benchmark_database(bench, tmp_path):
     """bench/handler_time.py times warm and flood calls of the real handler, and refuses to time a
     set whose calls do not end as expected (a valid set with an unknown credential in it)."""
-    import base64
-    import secrets
-
     from auth_service import tokens
     from auth_service.crypto import Keyring, Pepper
 
-    pepper_text = f"t1:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+    pepper_text = bench.new_pepper_text()
     url = f"sqlite:///{tmp_path / 'bench.db'}"
     valid, _admin = bench.seed(url, Pepper(Keyring.parse(pepper_text)), 50)
     unknown = [tokens.mint(tokens.KeyKind.SERVER).token for _ in range(50)]
-    env = dict(
-        os.environ,
-        WOES_AUTH_PEPPER=pepper_text,
-        WOES_AUTH_DATABASE_URL=url,
-        WOES_AUTH_DATA_DIR=str(tmp_path),
-        WOES_AUTH_THROTTLE_CALLER="off",
-    )
+    env = bench.server_env(tmp_path, pepper_text, url)
     got = bench.handler_time(tmp_path, env, valid, unknown)
     assert set(got) == {"warm_us", "warm_cold_us", "flood_us", "flood_cold_us"}
     assert all(0 < value < 10_000 for value in got.values())
