@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from .counters import ThreadCounters
 from .models import KeyRecord, StoredState
@@ -181,12 +182,20 @@ class VerifiedCache:
         self._negative_floor = 0
         # "probe_negative_hits": negative hits of the hot path's probe, each also a miss of the
         # verified cache (one count instead of two on the path of a flood).
-        self._counts = ThreadCounters("hits", "misses", "negative_hits", "probe_negative_hits")
+        # "probe_grants": hits of the hot path's probe that granted the call, each also an ``ok``
+        # outcome of Authenticate (counted once, here: see auth_service.stats.Outcomes).
+        self._counts = ThreadCounters("hits", "misses", "negative_hits", "probe_negative_hits", "probe_grants")
         self._count = self._counts.add
 
     @property
     def hits(self) -> int:
-        return self._counts.total("hits")
+        totals = self._counts.snapshot()
+        return totals["hits"] + totals["probe_grants"]
+
+    @property
+    def probe_grants(self) -> int:
+        """Calls the hot path's probe granted from this cache alone (each also counted in :attr:`hits`)."""
+        return self._counts.total("probe_grants")
 
     @property
     def misses(self) -> int:
@@ -215,29 +224,22 @@ class VerifiedCache:
         self._count("hits")
         return entry
 
-    def probe(self, digest: bytes, now: float) -> CachedKey | None:
-        """The entry of ``digest`` if it is cached and younger than the TTL, else ``None``; counts
-        nothing and changes nothing. The hot path probes first and calls :meth:`hit` only when the
-        entry answers the call on its own; anything else goes through :meth:`get`."""
-        entry = self._entries.get(digest)  # one C-level lookup: atomic under the GIL
-        if entry is None or now - entry.cached_at > self.ttl:
-            return None
-        return entry
+    def hot_path(self) -> tuple[Callable[[bytes], CachedKey | None], Callable[[bytes], None], Callable[[], None]]:
+        """The verified map's steps for the hot path's probe, as callables it binds once: ``get(digest)``
+        (the entry or ``None``, whatever its age: the probe compares ``cached_at`` with :attr:`ttl`
+        itself), ``touch(digest)`` (mark it most recently used; ``KeyError`` if it went meanwhile)
+        and ``count_grant()`` (a hit that granted the call, see :attr:`probe_grants`).
 
-    def hit(self, digest: bytes) -> None:
-        """Count a hit that :meth:`probe` found, and mark the entry most recently used.
-
-        Without the lock: moving one entry of the ordered dict is one C-level step, atomic under
-        the GIL, and cannot undo what a writer holding the lock does (an entry invalidated since
-        the probe is simply not there any more)."""
-        self._count("hits")
-        try:
-            self._entries.move_to_end(digest)
-        except KeyError:
-            pass
+        The first two are the ordered dict's own C methods: a probe pays no Python call for them,
+        which on a call whose code and data are out of the processor's caches is most of what a
+        call costs. Without the lock: each is one C-level step, atomic under the interpreter lock,
+        and cannot undo what a writer holding the lock does (an entry invalidated since the lookup
+        is simply not there any more). The map is never replaced, only changed, so what was bound
+        stays the map."""
+        return self._entries.get, self._entries.move_to_end, partial(self._count, "probe_grants")
 
     def count_miss(self) -> None:
-        """Count a miss that :meth:`probe` found (it counts nothing), as :meth:`get` would have."""
+        """Count a miss that the hot path's probe found (it counts nothing), as :meth:`get` would have."""
         self._count("misses")
 
     def stamp(self) -> float:
@@ -324,7 +326,7 @@ class VerifiedCache:
         """Whether this exact credential was refused lately: its key id does not exist, or its secret
         did not match. Answered from the digest alone, before the credential is parsed. With
         ``count_miss``, a "yes" also counts the miss of the verified cache the caller probed
-        (:meth:`probe` counts nothing), as :meth:`get` would have. ``now``: ``time.monotonic()``,
+        (the hot path's probe counts nothing), as :meth:`get` would have. ``now``: ``time.monotonic()``,
         when the caller has read it already."""
         if now is None:
             now = time.monotonic()

@@ -184,6 +184,7 @@ class CallGate(grpc.ServerInterceptor):
         handler: grpc.RpcMethodHandler,
         probe: Callable[[object], object] | None = None,
         answer_refusal: Callable[[object, object, AuthError], object] | None = None,
+        front: Callable[[Callable], Callable] | None = None,
     ) -> grpc.RpcMethodHandler:
         """The gated handler of ``method`` (``/package.Service/Method``); other services pass untouched.
 
@@ -194,10 +195,16 @@ class CallGate(grpc.ServerInterceptor):
         refusal the probe found without the handler (a credential the negative cache knows): the
         throttle is applied first, as before the handler, then ``answer_refusal(request, context,
         error)`` answers it in the handler's place. ``None``: the handler decides.
+
+        ``front(rest)``, given with ``probe``, is ``probe`` fused with what follows it: it returns
+        the call's first frame, which must answer as ``probe`` would and hand anything but a
+        response to ``rest(request, context, answer)``. It is used when nothing is decided before
+        the probe (no policy to check, no access log or metrics), so that a granted call is one
+        frame; otherwise ``probe`` is.
         """
         if handler.unary_unary is None:
             return handler
-        kw = {"probe": probe, "answer_refusal": answer_refusal}
+        kw = {"probe": probe, "answer_refusal": answer_refusal, "front": front}
         if method.startswith(_METHOD_PREFIX):
             name = method[len(_METHOD_PREFIX) :]
             return self._wrap(name, group_of(name), handler, throttled=True, **kw)
@@ -253,6 +260,7 @@ class CallGate(grpc.ServerInterceptor):
         throttled: bool,
         probe: Callable[[object], object] | None = None,
         answer_refusal: Callable[[object, object, AuthError], object] | None = None,
+        front: Callable[[Callable], Callable] | None = None,
     ) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
         known_good = self.known_good
@@ -360,12 +368,15 @@ class CallGate(grpc.ServerInterceptor):
             # Nothing to decide before the probe: try it first, in one frame; the gate proper only
             # for what it does not answer.
             gated = make_behavior(None)
+            if front is not None:
+                behavior = front(gated)
+            else:
 
-            def behavior(request, context):
-                answer = probe(request)
-                if type(answer) is bytes:
-                    return answer
-                return gated(request, context, answer)
+                def behavior(request, context):
+                    answer = probe(request)
+                    if type(answer) is bytes:
+                        return answer
+                    return gated(request, context, answer)
 
         return grpc.unary_unary_rpc_method_handler(
             behavior,

@@ -18,7 +18,7 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from woes.auth.v1 import resources_pb2 as res
 
-from .cache import Principal
+from .cache import CachedKey, Principal
 from .credentials import KNOWN_UNKNOWN, CredentialManager, IssueSpec
 from .errors import AuthError, Category, FieldViolation, InternalError, InvalidArgument
 from .models import KeyRecord, utcnow
@@ -205,7 +205,8 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
     def __init__(self, manager: CredentialManager, model=None):
         self.manager = manager
         self.model = model
-        self.authenticate_outcomes = Outcomes()
+        # A grant of the cache probe is counted once, by the cache (VerifiedCache.probe_grants).
+        self.authenticate_outcomes = Outcomes(granted_elsewhere=lambda: manager.cache.probe_grants)
         # Principals are immutable and shared by every call of a cached key: each cache entry
         # holds its response, serialized once when the entry is made (CachedKey.answer).
         manager.answer_of = _answer_of
@@ -239,11 +240,32 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         # The scopes as a list, by slicing: iterating the request's repeated field walks it by index
         # until IndexError, which costs more than the rest of the scope checks together.
         found = self.manager.probe(request.credential, request.required_scopes[:], request.caller)
-        if found is None or isinstance(found, AuthError):
-            return found
-        self.authenticate_outcomes.ok()
-        wire = found.answer
+        if type(found) is not CachedKey:
+            return found  # None or a refusal
+        wire = found.answer  # an ok outcome, counted by the cache as a probe grant
         return wire if wire is not None else _answer_of(found.principal)
+
+    def authenticate_front(self, rest: Callable) -> Callable:
+        """:meth:`authenticate_cached` fused with what the call gate does after it, as one frame:
+        ``front(request, context)`` answers a grant of the probe itself and passes anything else on
+        as ``rest(request, context, found)`` (``found``: the probe's refusal, or ``None``). The gate
+        makes it the call's first frame when nothing is decided before the probe (see
+        :meth:`auth_service.interceptors.CallGate.wrap`). One Python call fewer than probe and
+        gate apart: in a serving process a call's code is out of the processor's caches, and
+        there a Python call costs about a microsecond (see :meth:`CredentialManager.probe`)."""
+        probe = self.manager.probe
+        undecodable = _UNDECODABLE
+
+        def front(request, context):
+            if request is undecodable:
+                return rest(request, context, None)
+            found = probe(request.credential, request.required_scopes[:], request.caller)
+            if type(found) is CachedKey:  # an ok outcome, counted by the cache as a probe grant
+                wire = found.answer
+                return wire if wire is not None else _answer_of(found.principal)
+            return rest(request, context, found)
+
+        return front
 
     def authenticate_refused(self, request: pb.AuthenticateRequest, context, error: AuthError) -> None:
         """Answer a refusal :meth:`authenticate_cached` found, as :meth:`authenticate_serialized` would
@@ -406,10 +428,10 @@ def add_to_server(servicer: AuthServicer, server: grpc.Server, gate=None) -> Non
     handlers = {}
     for method in service.methods:
         request_cls = message_factory.GetMessageClass(method.input_type)
-        probe = None
+        probe = front = None
         if method.name == "Authenticate":  # the hot path: memoized response bytes, sent as they are
             behaviour, serializer = servicer.authenticate_serialized, None
-            probe = servicer.authenticate_cached
+            probe, front = servicer.authenticate_cached, servicer.authenticate_front
         else:
             behaviour, serializer = getattr(servicer, method.name), _serialize
         handler = grpc.unary_unary_rpc_method_handler(
@@ -419,7 +441,9 @@ def add_to_server(servicer: AuthServicer, server: grpc.Server, gate=None) -> Non
         )
         if gate is not None:
             refused = servicer.authenticate_refused if probe is not None else None
-            handler = gate.wrap(f"/{SERVICE_NAME}/{method.name}", handler, probe=probe, answer_refusal=refused)
+            handler = gate.wrap(
+                f"/{SERVICE_NAME}/{method.name}", handler, probe=probe, answer_refusal=refused, front=front
+            )
         handlers[method.name] = handler
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)

@@ -173,7 +173,7 @@ def build(
             cache.invalidate(key_id)
 
     feed = ChangeFeedFollower(store, on_change, interval=settings.feed_interval)
-    manager.feed_staleness = feed.staleness
+    manager.follow(feed)
 
     metrics = Metrics(cache, feed.staleness) if settings.metrics_listen else None
     gate = CallGate(

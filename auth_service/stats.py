@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
@@ -35,16 +36,22 @@ STATS_HOST = "127.0.0.1"
 class Outcomes:
     """Calls of one RPC counted by outcome (``ok`` or an error reason); thread-safe, lock-free to count."""
 
-    def __init__(self) -> None:
+    def __init__(self, granted_elsewhere: Callable[[], int] | None = None) -> None:
+        """``granted_elsewhere``: how many ``ok`` calls another counter holds instead (the grants of
+        ``Authenticate``'s cache probe, counted once by the cache): added to ``ok`` when read."""
         self._counts = ThreadCounters("ok")
         self.ok = partial(self._counts.add, "ok")
+        self._granted_elsewhere = granted_elsewhere
 
     def refused(self, reason: str) -> None:
         self._counts.add(reason)
 
     def snapshot(self) -> dict[str, int]:
         """``ok`` always; a reason once it occurred."""
-        return {k: v for k, v in self._counts.snapshot().items() if v or k == "ok"}
+        counts = self._counts.snapshot()
+        if self._granted_elsewhere is not None:
+            counts["ok"] += self._granted_elsewhere()
+        return {k: v for k, v in counts.items() if v or k == "ok"}
 
 
 def rss_bytes() -> int:

@@ -81,9 +81,19 @@ class UsageRecorder(PeriodicFlush):
         calls = self._calls
         calls.append((key_id, caller, now))
         if len(calls) >= self.fold_at:
-            # Bounded between flushes however long the interval: the tally holds one entry per key.
-            with self._lock:
-                self._drain()
+            self.fold()
+
+    @property
+    def calls(self) -> deque[tuple[str, str, float]]:
+        """Where :meth:`record` appends ``(key_id, caller, now)``: a hot path may append to it itself
+        (no Python call), and then calls :meth:`fold` once it holds :attr:`fold_at` calls or more."""
+        return self._calls
+
+    def fold(self) -> None:
+        """Fold the recorded calls into the tally now (bounded between flushes however long the
+        interval: the tally holds one entry per key)."""
+        with self._lock:
+            self._drain()
 
     def _drain(self) -> None:
         """Fold the recorded calls into the tally; the caller holds ``self._lock``."""

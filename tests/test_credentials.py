@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -874,10 +875,10 @@ def test_cache_is_not_trusted_once_the_feed_is_too_stale(env):
     issued = env.server_key()
     env.manager.authenticate(issued.secret)
     env.manager.outage_window = 60
-    env.manager.feed_staleness = lambda: 61.0
+    env.manager.follow(SimpleNamespace(last_success=time.monotonic() - 61.0))
     with pytest.raises(StoreUnavailable):
         env.manager.authenticate(issued.secret)
-    env.manager.feed_staleness = lambda: 1.0
+    env.manager.follow(SimpleNamespace(last_success=time.monotonic() - 1.0))
     env.manager.authenticate(issued.secret)
 
 

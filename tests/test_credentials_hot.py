@@ -8,7 +8,9 @@ and still never hides a key issued after the miss.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 
@@ -74,10 +76,11 @@ def test_a_cached_valid_key_is_granted_by_the_probe_alone(hot):
     fast, full = _agrees(hot, issued.secret)  # not cached yet: the probe declines, the full path caches
     assert fast is None and full.key_id == issued.key.key_id
     for scopes in ((), ("conversations:read",), ("conversations:write", "messages:read"), ["messages:read"] * 3):
-        hits = hot.cache.hits
+        hits, grants = hot.cache.hits, hot.cache.probe_grants
         fast, full = _agrees(hot, issued.secret, scopes, "svc-a")
         assert fast is not None and fast.key_id == issued.key.key_id
         assert hot.cache.hits == hits + 2  # one hit for the probe, one for the full rule after it
+        assert hot.cache.probe_grants == grants + 1  # the probe's, counted once
 
 
 @pytest.mark.parametrize(
@@ -135,10 +138,10 @@ def test_other_kinds_are_never_granted(hot):
 def test_a_stale_change_feed_stops_the_probe(hot):
     issued = _issue(hot)
     hot.authenticate(issued.secret)
-    hot.feed_staleness = lambda: hot.outage_window + 1
+    hot.follow(SimpleNamespace(last_success=time.monotonic() - hot.outage_window - 1))
     fast, full = _agrees(hot, issued.secret)
     assert fast is None and full.reason == "STORE_UNAVAILABLE"
-    hot.feed_staleness = lambda: 0.0
+    hot.follow(SimpleNamespace(last_success=time.monotonic()))
     assert _agrees(hot, issued.secret)[0] is not None
 
 

@@ -412,6 +412,8 @@ def test_a_cached_credential_is_answered_by_the_probe_over_a_real_channel(live_s
     assert call_error(lambda: srv.stub.Authenticate(denied, timeout=10)).reason == "INSUFFICIENT_SCOPE"
     assert len(full_calls) == 1
     assert srv.runtime.servicer.authenticate_outcomes.snapshot() == {"ok": 6, "INSUFFICIENT_SCOPE": 1}
+    # The 5 probe grants were counted once each, by the cache: as hits and, read back, as ok outcomes.
+    assert manager.cache.probe_grants == 5
     # An unknown credential: the store answers once, the negative cache (through the probe) after that,
     # with the same complete error.
     unknown = pb.AuthenticateRequest(credential=tokens.mint(tokens.KeyKind.SERVER).token)

@@ -121,6 +121,43 @@ def test_authenticate(h):
     assert h.ok("Authenticate", pb.AuthenticateRequest(credential=issued.secret)) == got
 
 
+def test_the_fused_front_answers_as_the_probe_then_the_gate(h):
+    """``authenticate_front`` (the gate's first frame on plaintext without logs) must be
+    ``authenticate_cached`` followed by the rest of the gate, case by case."""
+    issued = h.issue(scopes=["conversations:write", "messages:read"])
+    unknown = tokens.mint(KeyKind.SERVER).token
+    h.manager.authenticate(issued.secret)  # cached
+    with pytest.raises(Exception):
+        h.manager.authenticate(unknown)  # remembered as unknown
+    ok_before = h.servicer.authenticate_outcomes.snapshot()["ok"]
+    passed_on = []
+    front = h.servicer.authenticate_front(lambda request, context, found: passed_on.append(found) or "rest")
+    cases = [
+        pb.AuthenticateRequest(credential=issued.secret, required_scopes=["conversations:read"], caller="svc"),
+        pb.AuthenticateRequest(credential=issued.secret, required_scopes=["webhooks:write"]),  # not held
+        pb.AuthenticateRequest(credential=unknown),  # the negative cache's refusal
+        pb.AuthenticateRequest(credential="not a credential"),  # malformed
+        pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token),  # never seen: None
+        rpc._UNDECODABLE,
+    ]
+    for request in cases:
+        passed_on.clear()
+        expected = h.servicer.authenticate_cached(request)
+        got = front(request, None)
+        if type(expected) is bytes:
+            assert got == expected and passed_on == []
+            assert pb.AuthenticateResponse.FromString(got).principal.key_id == issued.key.key_id
+        else:
+            assert got == "rest" and len(passed_on) == 1
+            found = passed_on[0]
+            assert (found is None and expected is None) or (found.reason, found.message) == (
+                expected.reason,
+                expected.message,
+            )
+    # The one grant, asked of each, was counted once each as an ok outcome; nothing else was.
+    assert h.servicer.authenticate_outcomes.snapshot()["ok"] == ok_before + 2
+
+
 def test_authenticate_reports_expiry(h):
     when = utcnow().replace(microsecond=0) + timedelta(days=2)
     expire = timestamp_pb2.Timestamp()
