@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the gRPC service")
     serve.add_argument("--listen", help="host:port (env WOES_AUTH_LISTEN, default 127.0.0.1:50051)")
     serve.add_argument("--workers", type=int, help="serving processes (env WOES_AUTH_WORKERS, default one per core)")
-    serve.add_argument("--threads", type=int, help="RPC threads per serving process (env WOES_AUTH_THREADS, default 4)")
+    serve.add_argument("--threads", type=int, help="RPC threads per serving process (env WOES_AUTH_THREADS, default 2)")
     serve.add_argument("--production", action="store_true", help="refuse to start without a configured pepper")
     serve.add_argument(
         "--allow-remote-plaintext",

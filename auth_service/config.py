@@ -82,7 +82,7 @@ class Settings:
     pepper_file: str = ""
     production: bool = False
     workers: int = 0
-    threads: int = 4
+    threads: int = 2
     cache_size: int = 100_000
     cache_ttl: float = 300.0
     negative_ttl: float = 60.0

@@ -135,12 +135,14 @@ def new_grpc_server(
 ) -> grpc.Server:
     """The gRPC server every serving process uses: thread pool, limits and options.
 
-    ``threads`` (``WOES_AUTH_THREADS``, default 4) run the handlers. Few threads are faster here:
+    ``threads`` (``WOES_AUTH_THREADS``, default 2) run the handlers. Few threads are faster here:
     grpcio hands each call from its polling thread to the pool, and while a thread of the pool is
     busy the next call waits in the queue for it instead of waking an idle thread. In one
     measurement (one process, 32 calls in flight), 4 threads served 1.6 times the calls/s of 16,
-    with 40 % fewer context switches per call, the baseline and woes-auth alike. A handler waiting
-    on the store (a miss, an admin RPC) holds its thread, not the interpreter: keep at least a few.
+    with 40 % fewer context switches per call, the baseline and woes-auth alike; with 2, woes-auth
+    served 1.1 to 1.25 times the calls/s of 4 and the baseline the same (2 workers, 64 calls in
+    flight). A handler waiting on the store (a miss, an admin RPC) holds its thread, not the
+    interpreter: with a slow store (a remote database) raise it.
     """
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="woes-auth-rpc"),
