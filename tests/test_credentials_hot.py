@@ -156,6 +156,39 @@ def test_usage_from_the_probe_is_counted_once_per_call(hot):
     assert key.last_caller == "svc-b"
 
 
+def test_the_probe_folds_its_usage_once_the_deque_is_full(hot):
+    """The probe appends to the usage deque itself; past ``fold_at`` calls it folds them into the
+    tally, so the deque stays bounded between flushes however long the interval."""
+    issued = _issue(hot)
+    hot.authenticate(issued.secret, (), "svc-a")
+    hot.usage.fold_at = 4
+    for n in range(10):
+        assert hot.probe(issued.secret, (), f"svc-{n}") is not None
+        assert len(hot.usage.calls) < 4
+    assert hot.usage.flush() == 1
+    key = hot.get_key(issued.key.key_id)
+    assert (key.use_count, key.last_caller) == (11, "svc-9")
+
+
+def test_a_key_invalidated_during_the_probe_is_still_answered_once_and_then_not(hot, monkeypatch):
+    """An entry dropped between the probe's lookup and its LRU move (a revocation through the
+    feed, on another thread) does not fail the call the lookup already decided, and is not put
+    back: the next call reads the store and is refused."""
+    issued = _issue(hot)
+    hot.authenticate(issued.secret)
+    real_touch = hot._touch
+
+    def revoked_meanwhile(digest):
+        hot.revoke(ACTOR, issued.key.key_id, "test")  # drops the entry from the cache at once
+        real_touch(digest)  # the entry is gone: KeyError, which the probe must absorb
+
+    monkeypatch.setattr(hot, "_touch", revoked_meanwhile)
+    assert hot.probe(issued.secret) is not None
+    monkeypatch.setattr(hot, "_touch", real_touch)
+    assert hot.probe(issued.secret) is None  # not cached any more
+    assert _full(hot, issued.secret, (), "").reason == "CREDENTIAL_REVOKED"
+
+
 # -- the negative cache by digest -------------------------------------------------------
 
 
