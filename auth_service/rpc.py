@@ -210,6 +210,8 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         # Principals are immutable and shared by every call of a cached key: each cache entry
         # holds its response, serialized once when the entry is made (CachedKey.answer).
         manager.answer_of = _answer_of
+        # authenticate_cached: the front with nothing after it (one implementation of the grant).
+        self._probe_alone = self.authenticate_front(lambda _request, _context, found: found)
 
     def _refused(self, error: AuthError) -> None:
         self.authenticate_outcomes.refused(error.reason)
@@ -235,15 +237,7 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         """What the caches alone decide (see :meth:`CredentialManager.authenticate_cached`): the
         serialized answer of a grant, a refusal for :meth:`authenticate_refused` to answer once the
         call gate's throttle lets it through, or ``None``. The call gate tries it first."""
-        if request is _UNDECODABLE:
-            return None  # refused by the handler proper, as every undecodable request is
-        # The scopes as a list, by slicing: iterating the request's repeated field walks it by index
-        # until IndexError, which costs more than the rest of the scope checks together.
-        found = self.manager.probe(request.credential, request.required_scopes[:], request.caller)
-        if type(found) is not CachedKey:
-            return found  # None or a refusal
-        wire = found.answer  # an ok outcome, counted by the cache as a probe grant
-        return wire if wire is not None else _answer_of(found.principal)
+        return self._probe_alone(request, None)
 
     def authenticate_front(self, rest: Callable) -> Callable:
         """:meth:`authenticate_cached` fused with what the call gate does after it, as one frame:
@@ -258,7 +252,9 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
 
         def front(request, context):
             if request is undecodable:
-                return rest(request, context, None)
+                return rest(request, context, None)  # refused by the handler proper, as all such are
+            # The scopes as a list, by slicing: iterating the request's repeated field walks it by
+            # index until IndexError, which costs more than the rest of the scope checks together.
             found = probe(request.credential, request.required_scopes[:], request.caller)
             if type(found) is CachedKey:  # an ok outcome, counted by the cache as a probe grant
                 wire = found.answer
