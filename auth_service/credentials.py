@@ -258,11 +258,12 @@ class CredentialManager:
 
         A grant takes as few Python calls as it can: the cache's lookup and LRU move and the usage
         deque's append are C methods bound once (:meth:`VerifiedCache.hot_path`,
-        :attr:`UsageRecorder.calls`), and the feed's freshness is an attribute read. In a serving process a call finds its code and data out of
-        the processor's caches (gRPC's own work ran in between), and there a Python call costs about
-        a microsecond: with the caches emptied before each call (as ``bench/handler_time.py``
-        measures), a warm call took about 21 us through the separate cache, usage, feed and counter
-        methods and 18 us so; in a serving process, about 4 us less server CPU per call."""
+        :attr:`UsageRecorder.calls`), and the feed's freshness is an attribute read. In a serving
+        process a call finds its code and data out of the processor's caches (gRPC's own work ran
+        in between), and there a Python call costs about a microsecond: with the caches emptied
+        before each call (as ``bench/handler_time.py`` measures), a warm call took about 21 us
+        through the separate cache, usage, feed and counter methods and 18 us so; in a serving
+        process, about 4 us less server CPU per call."""
         if len(token) != tokens.TOKEN_LEN:
             return self._probe_refusal(token, required_scopes, caller, None, 0.0)
         digest = self._mac(token.encode())
