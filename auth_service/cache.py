@@ -10,6 +10,9 @@
   per new key id, then none. These negative maps are kept in two generations
   (see :class:`_Negatives`): no expiry time per entry, no per-entry order to
   keep, one lookup for a repeated digest.
+* :class:`GrantMemo` remembers, by a keyed hash of a request's exact bytes, which verified entry
+  granted it: a repeat of the same request is granted again without decoding it or hashing its
+  credential, as long as that same entry is still cached, live and trusted.
 * Invalidation is by key id: a local ``Revoke``/``Rotate`` drops the entry at
   once, the change feed drops it in every other process. A generation counter
   stops a lookup that read the store *before* an invalidation from putting its
@@ -18,8 +21,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -149,6 +154,62 @@ class _Negatives:
         return len(self.key_ids) + len(self.prev_key_ids) + len(self.digests) + len(self.prev_digests)
 
 
+class GrantMemo:
+    """Grants of the hot path, by a fingerprint of the request that earned them.
+
+    A grant depends on the request's credential, required scopes and caller only, and those are a
+    function of the request's bytes. So a call whose bytes are those of a call granted before may
+    be granted again from what that grant found: the digest of its credential, the verified entry
+    that granted it and its caller (for the usage record), without decoding the request or hashing
+    its credential again. The memo decides nothing itself: a repeat is granted only while the very
+    same entry object is in the verified cache (an invalidation, an eviction or a reload replaces
+    or removes it, and then the memo's record counts for nothing), within its TTL and validity,
+    the change feed fresh; see :meth:`auth_service.credentials.CredentialManager.probe_wire`.
+
+    The fingerprint is BLAKE2b-256 keyed with a random key made when the process starts: a
+    keyed hash, so that nobody can make two requests collide without the key, and so that the
+    memo holds no credential (not even the peppered digest of the request). Nothing of it is
+    stored or shared. Bounded in entries: past ``max_entries`` the oldest record goes (a caller
+    varying its requests can only push records out, which sends those calls the long way).
+    """
+
+    def __init__(self, max_entries: int = 100_000):
+        if max_entries < 1:
+            raise ValueError("the grant memo's size must be at least 1")
+        self.max_entries = max_entries
+        self._hasher = hashlib.blake2b(key=secrets.token_bytes(32), digest_size=32)
+        self._records: dict[bytes, tuple[bytes, CachedKey, str]] = {}
+        self._lock = threading.Lock()
+
+    def fingerprint(self, wire: bytes) -> bytes:
+        """The keyed hash of ``wire`` (a request's bytes) that records are kept under."""
+        hasher = self._hasher.copy()
+        hasher.update(wire)
+        return hasher.digest()
+
+    def hot_path(self) -> tuple[Callable[[], object], Callable[[bytes], tuple[bytes, CachedKey, str] | None]]:
+        """``(new_hasher, lookup)`` for the hot path to bind once: ``new_hasher()`` is a copy of the
+        keyed hash's prepared state (``update(wire)``, then ``digest()`` is the fingerprint) and
+        ``lookup(fingerprint)`` the record (digest, entry, caller) or ``None``. C methods both."""
+        return self._hasher.copy, self._records.get
+
+    def remember(self, fingerprint: bytes, digest: bytes, entry: CachedKey, caller: str) -> None:
+        """Record that the request of ``fingerprint`` was granted by ``entry`` (cached under ``digest``)."""
+        records = self._records
+        with self._lock:
+            records.pop(fingerprint, None)  # re-inserted last: the oldest record is the first
+            records[fingerprint] = (digest, entry, caller)
+            while len(records) > self.max_entries:
+                del records[next(iter(records))]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
 class VerifiedCache:
     def __init__(
         self,
@@ -185,6 +246,9 @@ class VerifiedCache:
         # "probe_grants": hits of the hot path's probe that granted the call, each also an ``ok``
         # outcome of Authenticate (counted once, here: see auth_service.stats.Outcomes).
         self._counts = ThreadCounters("hits", "misses", "negative_hits", "probe_negative_hits", "probe_grants")
+        # Grants by the request that earned them, as many as there are verified entries (the memo
+        # refers to entries and grants only through them: see GrantMemo).
+        self.memo = GrantMemo(max_entries)
         self._count = self._counts.add
 
     @property
@@ -404,6 +468,7 @@ class VerifiedCache:
             self._entries.clear()
             self._digest_by_key.clear()
             self._neg = _Negatives(time.monotonic())
+        self.memo.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -196,11 +196,12 @@ class CallGate(grpc.ServerInterceptor):
         throttle is applied first, as before the handler, then ``answer_refusal(request, context,
         error)`` answers it in the handler's place. ``None``: the handler decides.
 
-        ``front(rest)``, given with ``probe``, is ``probe`` fused with what follows it: it returns
-        the call's first frame, which must answer as ``probe`` would and hand anything but a
-        response to ``rest(request, context, answer)``. It is used when nothing is decided before
-        the probe (no policy to check, no access log or metrics), so that a granted call is one
-        frame; otherwise ``probe`` is.
+        ``front(rest, decode)``, given with ``probe``, is ``probe`` fused with what follows it: it
+        returns the call's first frame, which takes the request's bytes (the handler is then
+        registered without a deserializer), must answer as ``probe`` would of ``decode(bytes)``
+        and hand anything but a response to ``rest(request, context, answer)`` with the decoded
+        request. It is used when nothing is decided before the probe (no policy to check, no
+        access log or metrics), so that a granted call is one frame; otherwise ``probe`` is.
         """
         if handler.unary_unary is None:
             return handler
@@ -364,11 +365,16 @@ class CallGate(grpc.ServerInterceptor):
             return behavior
 
         behavior = make_behavior(probe)
+        deserializer = handler.request_deserializer
         if probe is not None and not check_policy and not observe:
             # Nothing to decide before the probe: try it first, in one frame; the gate proper only
             # for what it does not answer.
             gated = make_behavior(None)
-            if front is not None:
+            if front is not None and deserializer is not None:
+                # The first frame takes the request's bytes and decodes them only if it must.
+                behavior = front(gated, deserializer)
+                deserializer = None
+            elif front is not None:
                 behavior = front(gated)
             else:
 
@@ -380,7 +386,7 @@ class CallGate(grpc.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             behavior,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
 

@@ -239,16 +239,40 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         call gate's throttle lets it through, or ``None``. The call gate tries it first."""
         return self._probe_alone(request, None)
 
-    def authenticate_front(self, rest: Callable) -> Callable:
+    def authenticate_front(self, rest: Callable, decode: Callable[[bytes], object] | None = None) -> Callable:
         """:meth:`authenticate_cached` fused with what the call gate does after it, as one frame:
         ``front(request, context)`` answers a grant of the probe itself and passes anything else on
         as ``rest(request, context, found)`` (``found``: the probe's refusal, or ``None``). The gate
         makes it the call's first frame when nothing is decided before the probe (see
         :meth:`auth_service.interceptors.CallGate.wrap`). One Python call fewer than probe and
         gate apart: in a serving process a call's code is out of the processor's caches, and
-        there a Python call costs about a microsecond (see :meth:`CredentialManager.probe`)."""
+        there a Python call costs about a microsecond (see :meth:`CredentialManager.probe`).
+
+        With ``decode`` (the method's request deserializer), ``front(wire, context)`` takes the
+        request's bytes, as grpcio passes them to a handler registered without a deserializer:
+        a repeat of a granted request is answered from them alone
+        (:meth:`CredentialManager.probe_wire`); anything else is decoded with ``decode`` and goes
+        on as above, a grant being remembered by its bytes."""
         probe = self.manager.probe
         undecodable = _UNDECODABLE
+        if decode is not None:
+            probe_wire = self.manager.probe_wire
+
+            def front_wire(wire, context):
+                found = probe_wire(wire)
+                if found is not None:
+                    answer = found.answer
+                    return answer if answer is not None else _answer_of(found.principal)
+                request = decode(wire)
+                if request is undecodable:
+                    return rest(request, context, None)
+                found = probe(request.credential, request.required_scopes[:], request.caller, wire)
+                if type(found) is CachedKey:
+                    answer = found.answer
+                    return answer if answer is not None else _answer_of(found.principal)
+                return rest(request, context, found)
+
+            return front_wire
 
         def front(request, context):
             if request is undecodable:

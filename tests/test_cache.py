@@ -378,3 +378,48 @@ def test_concurrent_puts_and_invalidations_keep_the_bound(clock):
         c.invalidate(e.key_id)
         assert c.get(digest(n)) is None
     assert len(c) == 0
+
+
+# -- the grant memo ----------------------------------------------------------------------
+
+
+def test_the_grant_memo_fingerprint_is_keyed_per_process():
+    """A keyed hash: the same bytes give the same fingerprint in one memo and another in the next
+    (each draws its key), and neither is the plain hash of the bytes nor holds them."""
+    wire = b"\x0a\x20" + b"woes_sk_" + b"a" * 30
+    one, two = cache_mod.GrantMemo(), cache_mod.GrantMemo()
+    assert one.fingerprint(wire) == one.fingerprint(wire)
+    assert len(one.fingerprint(wire)) == 32
+    assert one.fingerprint(wire) != two.fingerprint(wire)
+    assert one.fingerprint(wire) != cache_mod.hashlib.blake2b(wire, digest_size=32).digest()
+    assert one.fingerprint(wire + b"\x00") != one.fingerprint(wire)
+    new_hasher, lookup = one.hot_path()
+    hasher = new_hasher()
+    hasher.update(wire)
+    assert hasher.digest() == one.fingerprint(wire)  # the bound steps are the same hash
+    assert lookup(one.fingerprint(wire)) is None
+
+
+def test_the_grant_memo_bound_holds_and_the_oldest_record_goes(clock):
+    memo = cache_mod.GrantMemo(max_entries=3)
+    e = entry(clock)
+    for n in range(10):
+        memo.remember(digest(n), digest(100 + n), e, f"svc-{n}")
+        assert len(memo) <= 3
+        if n == 5:
+            memo.remember(digest(3), digest(103), e, "again")  # remembered anew: the newest now
+    _new_hasher, lookup = memo.hot_path()
+    assert [n for n in range(10) if lookup(digest(n)) is not None] == [7, 8, 9]
+    assert lookup(digest(9)) == (digest(109), e, "svc-9")
+    with pytest.raises(ValueError):
+        cache_mod.GrantMemo(max_entries=0)
+
+
+def test_the_verified_cache_bounds_and_clears_its_memo(clock):
+    c = VerifiedCache(max_entries=4)
+    assert c.memo.max_entries == 4
+    c.memo.remember(digest(1), digest(2), entry(clock), "svc")
+    c.invalidate("any")  # an invalidation leaves the record: it counts only with its own entry
+    assert len(c.memo) == 1
+    c.clear()
+    assert len(c.memo) == 0

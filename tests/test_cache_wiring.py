@@ -44,3 +44,29 @@ def test_configured_cache_is_used_and_followed_by_the_feed(sqlite_url, pepper):
     finally:
         srv.channel.close()
         srv.runtime.stop(0.5)
+
+
+def test_the_server_grants_a_repeated_request_from_its_bytes_until_a_revoke(sqlite_url, pepper):
+    """On the real server (plaintext, no policy, no access log) Authenticate's first frame takes
+    the request's bytes: a repeat of a granted request is granted from the memo, and a revocation
+    through this process refuses the very next repeat."""
+    srv = start_live_server(sqlite_url, pepper)
+    try:
+        issued = srv.manager.issue_key(
+            "test", IssueSpec(workspace_id="ws-c", kind=KeyKind.SERVER, scopes=("conversations:read",))
+        )
+        request = pb.AuthenticateRequest(credential=issued.secret, required_scopes=["conversations:read"], caller="s")
+        first = srv.stub.Authenticate(request, timeout=10)  # the store read, then cached
+        srv.stub.Authenticate(request, timeout=10)  # the probe grants it, and remembers its bytes
+        assert len(srv.manager.cache.memo) == 1
+        grants = srv.manager.cache.probe_grants
+        for _ in range(3):
+            assert srv.stub.Authenticate(request, timeout=10) == first
+        assert srv.manager.cache.probe_grants == grants + 3
+        assert len(srv.manager.cache.memo) == 1
+        srv.manager.revoke("test", issued.key.key_id, "test")
+        err = call_error(srv.stub.Authenticate, request, timeout=10)
+        assert (err.code, err.reason) == (grpc.StatusCode.UNAUTHENTICATED, "CREDENTIAL_REVOKED")
+    finally:
+        srv.channel.close()
+        srv.runtime.stop(0.5)

@@ -324,3 +324,99 @@ def test_the_probe_refuses_what_is_no_credential_as_the_full_rule_does_and_count
     assert hot.authenticate_cached(tokens.mint(KeyKind.SERVER).token) is None
     # A well-formed credential of another kind too (its refusal names the kind).
     assert hot.authenticate_cached(tokens.mint(KeyKind.WIDGET).token) is None
+
+
+# -- repeats by the request's bytes (the grant memo) -------------------------------------
+
+
+def test_a_repeat_of_a_granted_request_is_granted_from_its_bytes_alone(hot, monkeypatch):
+    issued = _issue(hot)
+    hot.authenticate(issued.secret)
+    assert hot.probe_wire(b"request-1") is None  # nothing granted by these bytes yet
+    entry = hot.probe(issued.secret, ("messages:read",), "svc-a", wire=b"request-1")
+    assert entry is not None and len(hot.cache.memo) == 1
+    hashed = []
+    monkeypatch.setattr(hot, "_mac", lambda data: hashed.append(data))  # the repeat hashes no credential
+    for _ in range(3):
+        hits, grants = hot.cache.hits, hot.cache.probe_grants
+        assert hot.probe_wire(b"request-1") is entry
+        assert (hot.cache.hits, hot.cache.probe_grants) == (hits + 1, grants + 1)  # counted as the probe's grants
+    assert hashed == []
+    before = _trace(hot)
+    assert hot.probe_wire(b"request-2") is None  # other bytes: nothing found, nothing counted
+    assert _trace(hot) == before
+    monkeypatch.undo()
+    assert hot.usage.flush() == 1
+    key = hot.get_key(issued.key.key_id)
+    assert (key.use_count, key.last_caller) == (5, "svc-a")  # the full rule's call, the probe's and 3 repeats
+
+
+def test_a_repeat_is_granted_only_while_the_entry_that_granted_it_would_be(hot):
+    """The memo decides nothing: revocation, expiry, rotation, a reload, the cache's TTL and a
+    stale change feed each stop the repeat exactly as they stop the probe, and a declined repeat
+    leaves no trace (the long way runs right after it)."""
+
+    def granted(issued, wire, **kw):
+        hot.authenticate(issued.secret)
+        assert hot.probe(issued.secret, (), "svc", wire=wire) is not None
+        assert hot.probe_wire(wire) is not None
+
+    def declined(wire):
+        before = _trace(hot)
+        assert hot.probe_wire(wire) is None
+        assert _trace(hot) == before
+
+    revoked = _issue(hot)
+    granted(revoked, b"revoked")
+    hot.revoke(ACTOR, revoked.key.key_id, "test")
+    declined(b"revoked")
+    assert _full(hot, revoked.secret, (), "svc").reason == "CREDENTIAL_REVOKED"
+    declined(b"revoked")  # cached again, now revoked: a new entry, and one that grants nothing
+
+    expiring = _issue(hot, expire_time=utcnow() + timedelta(hours=1))
+    granted(expiring, b"expiring")
+    hot.clock.advance(3601)
+    declined(b"expiring")
+
+    rotating = _issue(hot)
+    granted(rotating, b"rotating")
+    hot.rotate(ACTOR, rotating.key.key_id, timedelta(hours=2))
+    declined(b"rotating")  # the rotation dropped the entry; the reload made another
+
+    reloaded = _issue(hot)
+    granted(reloaded, b"reloaded")
+    hot.cache.invalidate(reloaded.key.key_id)  # as the change feed does for a change elsewhere
+    hot.authenticate(reloaded.secret)  # the same key cached again: a new entry
+    declined(b"reloaded")
+    assert hot.probe(reloaded.secret, (), "svc", wire=b"reloaded") is not None  # remembered anew
+    assert hot.probe_wire(b"reloaded") is not None
+
+    hot.follow(SimpleNamespace(last_success=time.monotonic() - hot.outage_window - 1))
+    declined(b"reloaded")
+    hot.follow(SimpleNamespace(last_success=time.monotonic()))
+    assert hot.probe_wire(b"reloaded") is not None
+
+    ttl = hot.cache.ttl
+    hot.cache.ttl = 0.0  # every entry past its time in the cache
+    declined(b"reloaded")
+    hot.cache.ttl = ttl
+    assert hot.probe_wire(b"reloaded") is not None
+
+    hot.cache.clear()
+    assert len(hot.cache.memo) == 0
+    declined(b"reloaded")
+
+
+def test_only_grants_are_remembered(hot):
+    issued = _issue(hot)
+    hot.authenticate(issued.secret)
+    unknown = tokens.mint(KeyKind.SERVER).token
+    with pytest.raises(CredentialUnknown):
+        hot.authenticate(unknown)
+    assert hot.probe(issued.secret, ("webhooks:write",), "svc", wire=b"not held") is None
+    assert hot.probe(issued.secret, (), "c" * (MAX_CALLER + 1), wire=b"caller too long") is None
+    assert isinstance(hot.probe(unknown, (), "svc", wire=b"unknown"), CredentialUnknown)
+    assert isinstance(hot.probe("x" * tokens.TOKEN_LEN, (), "svc", wire=b"malformed"), AuthError)
+    assert len(hot.cache.memo) == 0
+    for wire in (b"not held", b"caller too long", b"unknown", b"malformed"):
+        assert hot.probe_wire(wire) is None

@@ -158,6 +158,55 @@ def test_the_fused_front_answers_as_the_probe_then_the_gate(h):
     assert h.servicer.authenticate_outcomes.snapshot()["ok"] == ok_before + 2
 
 
+def test_the_front_over_request_bytes_answers_as_the_front_over_decoded_requests(h):
+    """With a decoder, ``authenticate_front`` takes the request's bytes (the gate registers it so):
+    each case is answered as the front over the decoded request answers it, the first grant of
+    some bytes and every repeat of them alike, and what it passes on is the decoded request."""
+    issued = h.issue(scopes=["conversations:write", "messages:read"])
+    unknown = tokens.mint(KeyKind.SERVER).token
+    h.manager.authenticate(issued.secret)  # cached
+    with pytest.raises(Exception):
+        h.manager.authenticate(unknown)  # remembered as unknown
+    passed_on = []
+
+    def rest(request, context, found):
+        passed_on.append((request, found))
+        return "rest"
+
+    decode = rpc._safe_deserializer(pb.AuthenticateRequest)
+    front_wire = h.servicer.authenticate_front(rest, decode)
+    front = h.servicer.authenticate_front(rest)
+    granted = pb.AuthenticateRequest(credential=issued.secret, required_scopes=["conversations:read"], caller="svc")
+    cases = [
+        granted.SerializeToString(),
+        pb.AuthenticateRequest(credential=issued.secret, required_scopes=["webhooks:write"]).SerializeToString(),
+        pb.AuthenticateRequest(credential=unknown).SerializeToString(),
+        pb.AuthenticateRequest(credential="not a credential").SerializeToString(),
+        pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token).SerializeToString(),
+        b"\x0a\x02\xff\xfe",  # a credential that is not UTF-8: undecodable
+    ]
+    ok_before = h.servicer.authenticate_outcomes.snapshot()["ok"]
+    for wire in cases * 3:  # the second and third time, a grant is a repeat
+        passed_on.clear()
+        expected = front(decode(wire), None)
+        expected_passed = list(passed_on)
+        passed_on.clear()
+        got = front_wire(wire, None)
+        assert got == expected
+        assert [(r if r is rpc._UNDECODABLE else r.SerializeToString(), f) for r, f in passed_on] == [
+            (r if r is rpc._UNDECODABLE else r.SerializeToString(), f) for r, f in expected_passed
+        ]
+    assert pb.AuthenticateResponse.FromString(front_wire(cases[0], None)).principal.key_id == issued.key.key_id
+    assert len(h.manager.cache.memo) == 1  # the one grant, remembered by its bytes
+    # Each grant counted once as an ok outcome: 3 rounds of two fronts, and the last call.
+    assert h.servicer.authenticate_outcomes.snapshot()["ok"] == ok_before + 7
+    # A revocation stops the repeat at once: the bytes go the long way and are refused there.
+    h.manager.revoke("admin:test", issued.key.key_id, "test")
+    passed_on.clear()
+    assert front_wire(cases[0], None) == "rest"
+    assert passed_on[0][0].credential == issued.secret and passed_on[0][1] is None
+
+
 def test_authenticate_reports_expiry(h):
     when = utcnow().replace(microsecond=0) + timedelta(days=2)
     expire = timestamp_pb2.Timestamp()
