@@ -343,14 +343,6 @@ class VerifiedCache:
 
     # -- negative ---------------------------------------------------------
 
-    def _negatives(self, now: float) -> _Negatives:
-        """The current generation, turned over first if it is older than half the negative TTL."""
-        neg = self._neg
-        if now - neg.started >= self._neg_half > 0:
-            with self._lock:
-                neg = self._negatives_locked(now)
-        return neg
-
     def _next_negatives(self, neg: _Negatives, now: float) -> _Negatives:
         keep = self._neg_keeps_previous and now - neg.started < self.negative_ttl
         return _Negatives(now, neg if keep else None)
@@ -380,7 +372,8 @@ class VerifiedCache:
         return known
 
     def _negatives_locked(self, now: float) -> _Negatives:
-        """:meth:`_negatives`, for a caller holding the lock."""
+        """The current generation, turned over first if it is older than half the negative TTL (for
+        a caller holding the lock; :meth:`is_unknown_digest` reads it without and locks to turn over)."""
         neg = self._neg
         if now - neg.started >= self._neg_half > 0:
             neg = self._neg = self._next_negatives(neg, now)
@@ -396,7 +389,20 @@ class VerifiedCache:
             now = time.monotonic()
         # Without the lock: each lookup is one C-level step, atomic under the GIL, and an answer
         # read just before a concurrent change is one a locked read could have given too.
-        if self._refused_digest(self._negatives(now), digest, now) is None:
+        # _refused_digest() and _remembers_key_id() written out: this is the path of a flood, where
+        # every Python call fewer counts.
+        neg = self._neg
+        if now - neg.started >= self._neg_half > 0:
+            with self._lock:
+                neg = self._negatives_locked(now)
+        key_id = neg.digests.get(digest)
+        if key_id is None:
+            key_id = neg.prev_digests.get(digest)
+            if key_id is None or now - neg.prev_started >= self.negative_ttl:
+                return False
+        if key_id is not _WRONG_SECRET and not (
+            key_id in neg.key_ids or (key_id in neg.prev_key_ids and now - neg.prev_started < self.negative_ttl)
+        ):
             return False
         self._count("probe_negative_hits" if count_miss else "negative_hits")
         return True
