@@ -196,6 +196,7 @@ class GrantMemo:
     def remember(self, fingerprint: bytes, digest: bytes, entry: CachedKey, caller: str) -> None:
         """Record that the request of ``fingerprint`` was granted by ``entry`` (cached under ``digest``)."""
         records = self._records
+        caller = _shared(caller)  # a few callers make most calls: one string each, not one per record
         with self._lock:
             records.pop(fingerprint, None)  # re-inserted last: the oldest record is the first
             records[fingerprint] = (digest, entry, caller)

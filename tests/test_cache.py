@@ -423,3 +423,14 @@ def test_the_verified_cache_bounds_and_clears_its_memo(clock):
     assert len(c.memo) == 1
     c.clear()
     assert len(c.memo) == 0
+
+
+def test_grant_memo_records_of_one_caller_share_its_name(clock):
+    memo = cache_mod.GrantMemo()
+    e = entry(clock)
+    one, two = "".join(["svc-", "a"]), "".join(["svc", "-a"])  # equal, two objects
+    assert one == two and one is not two
+    memo.remember(digest(1), digest(101), e, one)
+    memo.remember(digest(2), digest(102), e, two)
+    _new_hasher, lookup = memo.hot_path()
+    assert lookup(digest(1))[2] is lookup(digest(2))[2]
