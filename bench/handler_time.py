@@ -3,7 +3,8 @@
 It builds a serving process's objects exactly as ``woes-auth serve`` does (the same
 ``auth_service.server.build``, with the settings of the environment: the benchmark's database,
 pepper and throttle settings), never starts the server, and calls the registered
-``Authenticate`` handler directly, request deserializer included, as grpcio would on a serving
+``Authenticate`` handler directly, request deserializer included if it has one (its first frame
+takes the request's bytes and decodes them only when it must), as grpcio would on a serving
 thread: once over every credential of a file to warm the caches, then in a loop. Printed as JSON:
 microseconds per call, best of 7 timings, for the valid credentials (warm cache) and for the
 unknown ones (after first sight: the flood; each credential refused at most 12 times, within the
