@@ -12,7 +12,8 @@
   keep, one lookup for a repeated digest.
 * :class:`GrantMemo` remembers, by a keyed hash of a request's exact bytes, which verified entry
   granted it: a repeat of the same request is granted again without decoding it or hashing its
-  credential, as long as that same entry is still cached, live and trusted.
+  credential, as long as that same entry is still cached, live and trusted. Likewise a request
+  the negative cache refused, as long as it still refuses that credential.
 * Invalidation is by key id: a local ``Revoke``/``Rotate`` drops the entry at
   once, the change feed drops it in every other process. A generation counter
   stops a lookup that read the store *before* an invalidation from putting its
@@ -155,7 +156,7 @@ class _Negatives:
 
 
 class GrantMemo:
-    """Grants of the hot path, by a fingerprint of the request that earned them.
+    """Answers of the hot path, by a fingerprint of the request that earned them.
 
     A grant depends on the request's credential, required scopes and caller only, and those are a
     function of the request's bytes. So a call whose bytes are those of a call granted before may
@@ -166,19 +167,31 @@ class GrantMemo:
     or removes it, and then the memo's record counts for nothing), within its TTL and validity,
     the change feed fresh; see :meth:`auth_service.credentials.CredentialManager.probe_wire`.
 
+    Refusals of the negative cache are remembered the same way, apart: the digest of the refused
+    credential and the key id it names (what a refusal is charged to). A repeat is refused from
+    them only while the negative cache still refuses that digest and the verified cache does not
+    hold it, exactly the probe's own rule: issuing the key id, an invalidation or the negative
+    entry's age makes the record count for nothing. This is the path of a flood of made-up
+    credentials: no decoding, no HMAC.
+
     The fingerprint is BLAKE2b-256 keyed with a random key made when the process starts: a
     keyed hash, so that nobody can make two requests collide without the key, and so that the
     memo holds no credential (not even the peppered digest of the request). Nothing of it is
-    stored or shared. Bounded in entries: past ``max_entries`` the oldest record goes (a caller
-    varying its requests can only push records out, which sends those calls the long way).
+    stored or shared. Bounded in entries, grants and refusals each on their own (a flood's
+    refusals never push a grant out): past ``max_entries`` grants (``max_refusals`` refusals) the
+    oldest record goes (a caller varying its requests can only push records out, which sends
+    those calls the long way).
     """
 
-    def __init__(self, max_entries: int = 100_000):
-        if max_entries < 1:
-            raise ValueError("the grant memo's size must be at least 1")
+    def __init__(self, max_entries: int = 100_000, max_refusals: int | None = None):
+        max_refusals = max_entries if max_refusals is None else max_refusals
+        if max_entries < 1 or max_refusals < 1:
+            raise ValueError("the grant memo's sizes must be at least 1")
         self.max_entries = max_entries
+        self.max_refusals = max_refusals
         self._hasher = hashlib.blake2b(key=secrets.token_bytes(32), digest_size=32)
         self._records: dict[bytes, tuple[bytes, CachedKey, str]] = {}
+        self._refusals: dict[bytes, tuple[bytes, str]] = {}
         self._lock = threading.Lock()
 
     def fingerprint(self, wire: bytes) -> bytes:
@@ -187,11 +200,19 @@ class GrantMemo:
         hasher.update(wire)
         return hasher.digest()
 
-    def hot_path(self) -> tuple[Callable[[], object], Callable[[bytes], tuple[bytes, CachedKey, str] | None]]:
-        """``(new_hasher, lookup)`` for the hot path to bind once: ``new_hasher()`` is a copy of the
-        keyed hash's prepared state (``update(wire)``, then ``digest()`` is the fingerprint) and
-        ``lookup(fingerprint)`` the record (digest, entry, caller) or ``None``. C methods both."""
-        return self._hasher.copy, self._records.get
+    def hot_path(
+        self,
+    ) -> tuple[
+        Callable[[], object],
+        Callable[[bytes], tuple[bytes, CachedKey, str] | None],
+        Callable[[bytes], tuple[bytes, str] | None],
+    ]:
+        """``(new_hasher, lookup, lookup_refusal)`` for the hot path to bind once: ``new_hasher()``
+        is a copy of the keyed hash's prepared state (``update(wire)``, then ``digest()`` is the
+        fingerprint), ``lookup(fingerprint)`` the grant's record (digest, entry, caller) or
+        ``None``, ``lookup_refusal(fingerprint)`` the refusal's (digest, key id) or ``None``.
+        C methods all."""
+        return self._hasher.copy, self._records.get, self._refusals.get
 
     def remember(self, fingerprint: bytes, digest: bytes, entry: CachedKey, caller: str) -> None:
         """Record that the request of ``fingerprint`` was granted by ``entry`` (cached under ``digest``)."""
@@ -203,12 +224,28 @@ class GrantMemo:
             while len(records) > self.max_entries:
                 del records[next(iter(records))]
 
+    def remember_refusal(self, fingerprint: bytes, digest: bytes, key_id: str) -> None:
+        """Record that the request of ``fingerprint`` was refused by the negative cache, which holds
+        ``digest`` (its credential's); ``key_id``: the key id the credential names."""
+        refusals = self._refusals
+        with self._lock:
+            refusals.pop(fingerprint, None)
+            refusals[fingerprint] = (digest, key_id)
+            while len(refusals) > self.max_refusals:
+                del refusals[next(iter(refusals))]
+
     def clear(self) -> None:
         with self._lock:
             self._records.clear()
+            self._refusals.clear()
 
     def __len__(self) -> int:
+        """Grant records held (see :meth:`refusals`)."""
         return len(self._records)
+
+    def refusals(self) -> int:
+        """Refusal records held."""
+        return len(self._refusals)
 
 
 class VerifiedCache:
@@ -248,8 +285,9 @@ class VerifiedCache:
         # outcome of Authenticate (counted once, here: see auth_service.stats.Outcomes).
         self._counts = ThreadCounters("hits", "misses", "negative_hits", "probe_negative_hits", "probe_grants")
         # Grants by the request that earned them, as many as there are verified entries (the memo
-        # refers to entries and grants only through them: see GrantMemo).
-        self.memo = GrantMemo(max_entries)
+        # refers to entries and grants only through them: see GrantMemo); refusals likewise, as
+        # many as there are negative digests.
+        self.memo = GrantMemo(max_entries, negative_max_entries)
         self._count = self._counts.add
 
     @property

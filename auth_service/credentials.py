@@ -172,7 +172,8 @@ class CredentialManager:
         self._cached, self._touch, self._count_grant = self.cache.hot_path()
         self._uses = self.usage.calls
         self._memo = self.cache.memo
-        self._new_hasher, self._memo_lookup = self._memo.hot_path()
+        self._new_hasher, self._memo_lookup, self._refusal_lookup = self._memo.hot_path()
+        self._unknown_digest = self.cache.is_unknown_digest
         # What a transport answers a granted call with, made once per cached entry from its
         # principal (CachedKey.answer); set by the transport, opaque here.
         self.answer_of: Callable[[Principal], object] | None = None
@@ -252,25 +253,40 @@ class CredentialManager:
         found = self.probe(token, required_scopes, caller)
         return found.principal if type(found) is CachedKey else found
 
-    def probe_wire(self, wire: bytes) -> CachedKey | None:
-        """A repeat of a request :meth:`probe` granted before, granted again from its bytes alone.
+    def probe_wire(self, wire: bytes) -> CachedKey | str | None:
+        """A repeat of a request :meth:`probe` answered before, answered again from its bytes alone.
 
         ``wire`` is a request's exact bytes, given to :meth:`probe` as ``wire`` with the fields
-        decoded from it when it was granted (see :class:`auth_service.cache.GrantMemo`). The
-        grant's entry, counted and recorded as :meth:`probe` does, when the memo holds a grant of
-        these bytes and the entry that made it is still the one cached for the credential's
-        digest, within the cache TTL, able to grant until now and the change feed fresh; else
-        ``None``, having changed and counted nothing (the caller then decodes the request and
-        asks :meth:`probe`). Scopes and the caller are not checked again: they are the same
-        bytes' fields, checked against the same entry when the grant was made.
+        decoded from it when it was answered (see :class:`auth_service.cache.GrantMemo`).
+
+        * The grant's entry, counted and recorded as :meth:`probe` does, when the memo holds a
+          grant of these bytes and the entry that made it is still the one cached for the
+          credential's digest, within the cache TTL, able to grant until now and the change feed
+          fresh. Scopes and the caller are not checked again: they are the same bytes' fields,
+          checked against the same entry when the grant was made.
+        * The key id the credential names (a ``str``, maybe empty), when the memo holds a refusal
+          of these bytes by the negative cache and :meth:`probe` would refuse them so now: the
+          verified cache does not hold the credential's digest and the negative cache still
+          refuses it (and counts it, as for the probe). The caller answers it as
+          :data:`KNOWN_UNKNOWN`.
+        * ``None`` otherwise, having changed and counted nothing (the caller then decodes the
+          request and asks :meth:`probe`).
 
         What this saves a granted call: decoding the request, reading its three fields and the
         HMAC of its credential (about 19,000 of the 30,000 instructions a granted call cost
-        beyond the benchmark's baseline, counted by ``bench/instructions.py``)."""
+        beyond the benchmark's baseline, counted by ``bench/instructions.py``); a refused one, the
+        same and the probe's refusal checks."""
         hasher = self._new_hasher()
         hasher.update(wire)
-        record = self._memo_lookup(hasher.digest())
+        fingerprint = hasher.digest()
+        record = self._memo_lookup(fingerprint)
         if record is None:
+            refusal = self._refusal_lookup(fingerprint)
+            if refusal is None:
+                return None
+            digest, key_id = refusal
+            if self._cached(digest) is None and self._unknown_digest(digest, True, time.monotonic()):
+                return key_id
             return None
         digest, entry, caller = record
         now_monotonic = time.monotonic()
@@ -315,14 +331,19 @@ class CredentialManager:
         process, about 4 us less server CPU per call.
 
         ``wire``: the bytes of the request these fields were decoded from, if the caller has
-        them; a grant is then remembered for :meth:`probe_wire` to repeat."""
+        them; a grant is then remembered for :meth:`probe_wire` to repeat, and so is a refusal
+        of the negative cache."""
         if len(token) != tokens.TOKEN_LEN:
             return self._probe_refusal(token, required_scopes, caller, None, 0.0)
         digest = self._mac(token.encode())
         now_monotonic = time.monotonic()
         entry = self._cached(digest)
         if entry is None or now_monotonic - entry.cached_at > self.cache.ttl:
-            return self._probe_refusal(token, required_scopes, caller, digest, now_monotonic)
+            found = self._probe_refusal(token, required_scopes, caller, digest, now_monotonic)
+            if found is KNOWN_UNKNOWN and wire is not None and entry is None:
+                memo = self._memo
+                memo.remember_refusal(memo.fingerprint(wire), digest, tokens.key_id_of(token))
+            return found
         now = time.time()
         if now >= entry.grants_until or len(caller) > MAX_CALLER:
             return None  # revoked, expired, past its grace, not a server key; or a field too long

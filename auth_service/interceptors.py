@@ -43,7 +43,7 @@ from .models import AuditEvent
 from .policy import ANONYMOUS, KEY_PREFIX, VERIFY, DenialSampler, Policy, group_of
 from .throttle import Throttle
 from .tls import identity_from_auth_context
-from .tokens import MAX_CREDENTIAL_LEN
+from .tokens import MAX_CREDENTIAL_LEN, key_id_of
 
 log = logging.getLogger("auth_service.calls")
 access_log = logging.getLogger("auth_service.access")
@@ -54,15 +54,6 @@ _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _STATUS_KEY = "grpc-status-details-bin"
 # Request fields that carry the credential a verify RPC checks; other RPCs carry it as the bearer.
 _CREDENTIAL_FIELDS = {"Authenticate": "credential", "VerifyWidgetKey": "public_key"}
-
-
-def key_id_of(token: str) -> str:
-    """The key id of a credential-shaped string (``woes_xx_<key id>_...``), or ``""``. No validation of the rest."""
-    if len(token) > 20 and token.startswith("woes_") and token[7] == "_" and token[20] == "_":
-        key_id = token[8:20]  # KEY_ID_LEN characters: is_key_id() without its call (a refusal's path)
-        if key_id.isascii() and key_id.isalnum():
-            return key_id
-    return ""
 
 
 def request_id_of(context: grpc.ServicerContext) -> str:
@@ -196,11 +187,13 @@ class CallGate(grpc.ServerInterceptor):
         throttle is applied first, as before the handler, then ``answer_refusal(request, context,
         error)`` answers it in the handler's place. ``None``: the handler decides.
 
-        ``front(rest, decode)``, given with ``probe``, is ``probe`` fused with what follows it: it
-        returns the call's first frame, which takes the request's bytes (the handler is then
+        ``front(rest, decode, refuse)``, given with ``probe``, is ``probe`` fused with what follows
+        it: it returns the call's first frame, which takes the request's bytes (the handler is then
         registered without a deserializer), must answer as ``probe`` would of ``decode(bytes)``
         and hand anything but a response to ``rest(request, context, answer)`` with the decoded
-        request. It is used when nothing is decided before the probe (no policy to check, no
+        request. A refusal it finds from the bytes alone it may give to ``refuse(context, key_id,
+        error)`` first (``None`` without ``answer_refusal``), which answers and charges it as the
+        gate would and returns ``True``, or returns ``False`` when the gate must see the request. It is used when nothing is decided before the probe (no policy to check, no
         access log or metrics), so that a granted call is one frame; otherwise ``probe`` is.
         """
         if handler.unary_unary is None:
@@ -368,6 +361,20 @@ class CallGate(grpc.ServerInterceptor):
 
             return behavior
 
+        def refuse_found(context, key_id: str, error: AuthError) -> bool:
+            """The gate's part of a refusal the probe found from the request's bytes alone (the
+            grant memo's record of one: ``key_id``, the key id the credential names), answered
+            with ``answer_refusal`` and charged to the caller and the key id, as
+            ``make_behavior``'s frame does with a decoded request while no bucket is empty.
+            ``False``, having done nothing, when some bucket may be empty: the frame then decides
+            on the decoded request (whether this caller or key id is the one throttled)."""
+            if throttled and ((callers.blocked and callers.any_blocked()) or (keys.blocked and keys.any_blocked())):
+                return False
+            answer_refusal(None, context, error)
+            if throttled:
+                throttle.failed(context.peer() if charges_callers else "", key_id)
+            return True
+
         behavior = make_behavior(probe)
         deserializer = handler.request_deserializer
         if probe is not None and not check_policy and not observe:
@@ -376,7 +383,7 @@ class CallGate(grpc.ServerInterceptor):
             gated = make_behavior(None)
             if front is not None and deserializer is not None:
                 # The first frame takes the request's bytes and decodes them only if it must.
-                behavior = front(gated, deserializer)
+                behavior = front(gated, deserializer, refuse_found if answer_refusal is not None else None)
                 deserializer = None
             elif front is not None:
                 behavior = front(gated)

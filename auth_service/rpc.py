@@ -22,7 +22,7 @@ from .cache import CachedKey, Principal
 from .credentials import KNOWN_UNKNOWN, CredentialManager, IssueSpec
 from .errors import AuthError, Category, FieldViolation, InternalError, InvalidArgument
 from .models import KeyRecord, utcnow
-from .rpc_model import ModelRpcMixin
+from .rpc_model import COUNTED_FAILURES, ModelRpcMixin
 from .stats import Outcomes
 from .tokens import KeyKind
 
@@ -239,7 +239,12 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         call gate's throttle lets it through, or ``None``. The call gate tries it first."""
         return self._probe_alone(request, None)
 
-    def authenticate_front(self, rest: Callable, decode: Callable[[bytes], object] | None = None) -> Callable:
+    def authenticate_front(
+        self,
+        rest: Callable,
+        decode: Callable[[bytes], object] | None = None,
+        refuse: Callable[[object, str, AuthError], bool] | None = None,
+    ) -> Callable:
         """:meth:`authenticate_cached` fused with what the call gate does after it, as one frame:
         ``front(request, context)`` answers a grant of the probe itself and passes anything else on
         as ``rest(request, context, found)`` (``found``: the probe's refusal, or ``None``). The gate
@@ -251,8 +256,11 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         With ``decode`` (the method's request deserializer), ``front(wire, context)`` takes the
         request's bytes, as grpcio passes them to a handler registered without a deserializer:
         a repeat of a granted request is answered from them alone
-        (:meth:`CredentialManager.probe_wire`); anything else is decoded with ``decode`` and goes
-        on as above, a grant being remembered by its bytes."""
+        (:meth:`CredentialManager.probe_wire`), and so is a repeat of one the negative cache
+        refused, through ``refuse(context, key_id, error)`` (the gate's accounting of a refusal,
+        see :meth:`~auth_service.interceptors.CallGate.wrap`) when it takes it; anything else is
+        decoded with ``decode`` and goes on as above, a grant or a negative refusal being
+        remembered by its bytes."""
         probe = self.manager.probe
         undecodable = _UNDECODABLE
         if decode is not None:
@@ -261,8 +269,13 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
             def front_wire(wire, context):
                 found = probe_wire(wire)
                 if found is not None:
-                    answer = found.answer
-                    return answer if answer is not None else _answer_of(found.principal)
+                    if type(found) is not str:
+                        answer = found.answer
+                        return answer if answer is not None else _answer_of(found.principal)
+                    # A refusal of the negative cache, remembered (found: the key id it names).
+                    if refuse is not None and refuse(context, found, KNOWN_UNKNOWN):
+                        return None
+                    return rest(decode(wire), context, KNOWN_UNKNOWN)
                 request = decode(wire)
                 if request is undecodable:
                     return rest(request, context, None)
@@ -290,8 +303,20 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
     def authenticate_refused(self, request: pb.AuthenticateRequest, context, error: AuthError) -> None:
         """Answer a refusal :meth:`authenticate_cached` found, as :meth:`authenticate_serialized` would
         (the negative cache's refusal with its status built once: this is the path of a flood)."""
-        self._refused(error)
-        return set_status(context, _KNOWN_UNKNOWN_STATUS if error is KNOWN_UNKNOWN else _grpc_status(error))
+        # _refused(), count_failure() and set_status() written out: every call of a flood of
+        # made-up credentials comes here, and in a serving process each Python call fewer counts.
+        reason = error.reason
+        self.authenticate_outcomes.refused(reason)
+        model = self.model
+        if model is not None and error.category in COUNTED_FAILURES:
+            model.failures.record("Authenticate", reason, error.metadata.get("key_id", ""))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("Authenticate refused: %s", reason, extra={"method": "Authenticate", "code": reason})
+        status = _KNOWN_UNKNOWN_STATUS if error is KNOWN_UNKNOWN else _grpc_status(error)
+        context.set_code(status.code)
+        context.set_details(status.details)
+        context.set_trailing_metadata(status.trailing_metadata)
+        return None
 
     def authenticate_serialized(self, request: pb.AuthenticateRequest, context) -> bytes | None:
         """``Authenticate`` as registered with the server: the response already serialized, and a

@@ -27,7 +27,8 @@ _TC_KIND_TO_PB = {
     "other": tpb.TEST_CREDENTIAL_KIND_OTHER,
 }
 _TC_KIND_FROM_PB = {v: k for k, v in _TC_KIND_TO_PB.items()}
-_COUNTED = (Category.UNAUTHENTICATED, Category.PERMISSION_DENIED)
+# The refusals counted as failed authentications (ModelRpcMixin.count_failure).
+COUNTED_FAILURES = (Category.UNAUTHENTICATED, Category.PERMISSION_DENIED)
 
 
 def _set_time(field, value) -> None:
@@ -130,7 +131,7 @@ class ModelRpcMixin:
 
     def count_failure(self, method: str, error: AuthError) -> None:
         """Count a refused authentication (aggregated audit rows, never one row per failure)."""
-        if self.model is not None and error.category in _COUNTED:
+        if self.model is not None and error.category in COUNTED_FAILURES:
             self.model.failures.record(method, error.reason, error.metadata.get("key_id", ""))
 
     def on_widget_refusal(self, token: str, error: AuthError) -> AuthError:

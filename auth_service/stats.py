@@ -95,6 +95,7 @@ def snapshot(runtime: Runtime) -> dict:
             "max_entries": cache.max_entries,
             "negative_entries": cache.negative_size(),
             "memo_records": len(cache.memo),
+            "memo_refusals": cache.memo.refusals(),
             "hits": cache.hits,
             "misses": cache.misses,
             "negative_hits": cache.negative_hits,

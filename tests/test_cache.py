@@ -393,11 +393,12 @@ def test_the_grant_memo_fingerprint_is_keyed_per_process():
     assert one.fingerprint(wire) != two.fingerprint(wire)
     assert one.fingerprint(wire) != cache_mod.hashlib.blake2b(wire, digest_size=32).digest()
     assert one.fingerprint(wire + b"\x00") != one.fingerprint(wire)
-    new_hasher, lookup = one.hot_path()
+    new_hasher, lookup, lookup_refusal = one.hot_path()
     hasher = new_hasher()
     hasher.update(wire)
     assert hasher.digest() == one.fingerprint(wire)  # the bound steps are the same hash
     assert lookup(one.fingerprint(wire)) is None
+    assert lookup_refusal(one.fingerprint(wire)) is None
 
 
 def test_the_grant_memo_bound_holds_and_the_oldest_record_goes(clock):
@@ -408,21 +409,41 @@ def test_the_grant_memo_bound_holds_and_the_oldest_record_goes(clock):
         assert len(memo) <= 3
         if n == 5:
             memo.remember(digest(3), digest(103), e, "again")  # remembered anew: the newest now
-    _new_hasher, lookup = memo.hot_path()
+    _new_hasher, lookup, _lookup_refusal = memo.hot_path()
     assert [n for n in range(10) if lookup(digest(n)) is not None] == [7, 8, 9]
     assert lookup(digest(9)) == (digest(109), e, "svc-9")
     with pytest.raises(ValueError):
         cache_mod.GrantMemo(max_entries=0)
+    with pytest.raises(ValueError):
+        cache_mod.GrantMemo(max_entries=5, max_refusals=0)
+
+
+def test_the_memo_bounds_refusals_apart_so_a_flood_pushes_no_grant_out(clock):
+    memo = cache_mod.GrantMemo(max_entries=3, max_refusals=2)
+    e = entry(clock)
+    for n in range(3):
+        memo.remember(digest(n), digest(100 + n), e, "svc")
+    for n in range(10, 20):
+        memo.remember_refusal(digest(n), digest(100 + n), f"key{n:09d}")
+        assert memo.refusals() <= 2
+    _new_hasher, lookup, lookup_refusal = memo.hot_path()
+    assert len(memo) == 3 and all(lookup(digest(n)) is not None for n in range(3))
+    assert [n for n in range(10, 20) if lookup_refusal(digest(n)) is not None] == [18, 19]
+    assert lookup_refusal(digest(19)) == (digest(119), "key000000019")
+    assert lookup(digest(19)) is None and lookup_refusal(digest(0)) is None  # two maps, never mixed
+    memo.clear()
+    assert len(memo) == 0 and memo.refusals() == 0
 
 
 def test_the_verified_cache_bounds_and_clears_its_memo(clock):
-    c = VerifiedCache(max_entries=4)
-    assert c.memo.max_entries == 4
+    c = VerifiedCache(max_entries=4, negative_max_entries=6)
+    assert c.memo.max_entries == 4 and c.memo.max_refusals == 6
     c.memo.remember(digest(1), digest(2), entry(clock), "svc")
-    c.invalidate("any")  # an invalidation leaves the record: it counts only with its own entry
-    assert len(c.memo) == 1
+    c.memo.remember_refusal(digest(3), digest(4), "key000000004")
+    c.invalidate("any")  # an invalidation leaves the records: they count only with their own entries
+    assert len(c.memo) == 1 and c.memo.refusals() == 1
     c.clear()
-    assert len(c.memo) == 0
+    assert len(c.memo) == 0 and c.memo.refusals() == 0
 
 
 def test_grant_memo_records_of_one_caller_share_its_name(clock):
@@ -432,5 +453,5 @@ def test_grant_memo_records_of_one_caller_share_its_name(clock):
     assert one == two and one is not two
     memo.remember(digest(1), digest(101), e, one)
     memo.remember(digest(2), digest(102), e, two)
-    _new_hasher, lookup = memo.hot_path()
+    _new_hasher, lookup, _lookup_refusal = memo.hot_path()
     assert lookup(digest(1))[2] is lookup(digest(2))[2]

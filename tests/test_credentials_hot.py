@@ -16,8 +16,8 @@ import pytest
 
 from auth_service import credentials as credentials_mod
 from auth_service import tokens
-from auth_service.cache import VerifiedCache
-from auth_service.credentials import MAX_CALLER, MAX_REQUIRED_SCOPES, CredentialManager, IssueSpec
+from auth_service.cache import CachedKey, VerifiedCache
+from auth_service.credentials import KNOWN_UNKNOWN, MAX_CALLER, MAX_REQUIRED_SCOPES, CredentialManager, IssueSpec
 from auth_service.errors import AuthError, CredentialUnknown
 from auth_service.models import AuditEvent, utcnow
 from auth_service.store import SqlStore
@@ -407,16 +407,85 @@ def test_a_repeat_is_granted_only_while_the_entry_that_granted_it_would_be(hot):
     declined(b"reloaded")
 
 
-def test_only_grants_are_remembered(hot):
+def test_only_grants_and_refusals_of_the_negative_cache_are_remembered(hot):
     issued = _issue(hot)
     hot.authenticate(issued.secret)
-    unknown = tokens.mint(KeyKind.SERVER).token
+    unknown = tokens.mint(KeyKind.SERVER)
     with pytest.raises(CredentialUnknown):
-        hot.authenticate(unknown)
+        hot.authenticate(unknown.token)
     assert hot.probe(issued.secret, ("webhooks:write",), "svc", wire=b"not held") is None
     assert hot.probe(issued.secret, (), "c" * (MAX_CALLER + 1), wire=b"caller too long") is None
-    assert isinstance(hot.probe(unknown, (), "svc", wire=b"unknown"), CredentialUnknown)
+    assert isinstance(hot.probe(unknown.token, (), "svc", wire=b"unknown"), CredentialUnknown)
+    assert hot.probe(unknown.token, (), "c" * (MAX_CALLER + 1), wire=b"unknown, caller too long") is None
     assert isinstance(hot.probe("x" * tokens.TOKEN_LEN, (), "svc", wire=b"malformed"), AuthError)
+    assert hot.probe(tokens.mint(KeyKind.SERVER).token, (), "svc", wire=b"never seen") is None
     assert len(hot.cache.memo) == 0
-    for wire in (b"not held", b"caller too long", b"unknown", b"malformed"):
+    assert hot.cache.memo.refusals() == 1
+    for wire in (b"not held", b"caller too long", b"unknown, caller too long", b"malformed", b"never seen"):
         assert hot.probe_wire(wire) is None
+    assert hot.probe_wire(b"unknown") == unknown.key_id
+
+
+def test_a_repeat_of_a_negative_refusal_is_refused_from_its_bytes_alone(hot, monkeypatch):
+    """The refusal's repeat: the key id it names, counted exactly as the probe counts the refusal
+    (a miss and a negative hit), without hashing the credential and without a store read."""
+    unknown = tokens.mint(KeyKind.SERVER)
+    with pytest.raises(CredentialUnknown):
+        hot.authenticate(unknown.token)  # first sight: the store says no such key
+    before = _trace(hot)
+    assert hot.probe(unknown.token, ("messages:read",), "svc", wire=b"flood-1") is KNOWN_UNKNOWN
+    probed = tuple(b - a for a, b in zip(before, _trace(hot), strict=True))
+    assert probed == (0, 1, 1, 0, 0, 0)
+    hashed = []
+    monkeypatch.setattr(hot, "_mac", lambda data: hashed.append(data))
+    for _ in range(3):
+        before = _trace(hot)
+        assert hot.probe_wire(b"flood-1") == unknown.key_id
+        assert tuple(b - a for a, b in zip(before, _trace(hot), strict=True)) == probed
+    assert hashed == []
+    assert hot.cache.memo.refusals() == 1 and len(hot.cache.memo) == 0
+
+
+def test_a_remembered_refusal_counts_only_while_the_negative_cache_refuses(hot, pepper):
+    """Issuing the key id, an invalidation, the negative entry's age and ``clear`` each end the
+    repeat's refusal; a declined repeat leaves no trace, and the long way decides."""
+
+    def refused(cred, wire):
+        with pytest.raises(CredentialUnknown):
+            hot.authenticate(cred.token)
+        assert hot.probe(cred.token, (), "svc", wire=wire) is KNOWN_UNKNOWN
+        assert hot.probe_wire(wire) == cred.key_id
+
+    def declined(wire):
+        before = _trace(hot)
+        assert hot.probe_wire(wire) is None
+        assert _trace(hot) == before
+
+    issued_late = tokens.mint(KeyKind.SERVER)
+    refused(issued_late, b"issued late")
+    hot.store.insert_key(
+        record_issued_elsewhere(issued_late, pepper), AuditEvent(action="key.issue", actor="t", outcome="ok")
+    )
+    hot.cache.forget_unknown(issued_late.key_id)  # as the change feed announces the issue
+    declined(b"issued late")
+    assert hot.authenticate(issued_late.token).key_id == issued_late.key_id
+    assert hot.probe(issued_late.token, (), "svc", wire=b"issued late") is not None  # a grant now
+    assert type(hot.probe_wire(b"issued late")) is CachedKey
+
+    invalidated = tokens.mint(KeyKind.SERVER)
+    refused(invalidated, b"invalidated")
+    hot.cache.invalidate(invalidated.key_id)
+    declined(b"invalidated")
+
+    aged = tokens.mint(KeyKind.SERVER)
+    refused(aged, b"aged")
+    later = time.monotonic() + hot.cache.negative_ttl + 1  # the probe's monotonic clock, past the entry's age
+    hot.clock.monotonic = lambda: later
+    declined(b"aged")
+    del hot.clock.monotonic  # the clock's own again
+
+    cleared = tokens.mint(KeyKind.SERVER)
+    refused(cleared, b"cleared")
+    hot.cache.clear()
+    assert hot.cache.memo.refusals() == 0
+    declined(b"cleared")

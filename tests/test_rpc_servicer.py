@@ -19,7 +19,7 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import resources_pb2 as res
 
 from auth_service import rpc, tokens
-from auth_service.credentials import CredentialManager
+from auth_service.credentials import KNOWN_UNKNOWN, CredentialManager
 from auth_service.errors import (
     CredentialRevoked,
     FieldViolation,
@@ -205,6 +205,43 @@ def test_the_front_over_request_bytes_answers_as_the_front_over_decoded_requests
     passed_on.clear()
     assert front_wire(cases[0], None) == "rest"
     assert passed_on[0][0].credential == issued.secret and passed_on[0][1] is None
+
+
+def test_the_front_over_bytes_hands_a_remembered_refusal_to_the_gate_with_its_key_id(h):
+    """A repeat of a request the negative cache refused goes to ``refuse(context, key_id,
+    KNOWN_UNKNOWN)`` (the gate's accounting) without being decoded; when the gate declines it
+    (a bucket may be empty), the decoded request goes on to ``rest`` with the same refusal."""
+    unknown = tokens.mint(KeyKind.SERVER)
+    with pytest.raises(Exception):
+        h.manager.authenticate(unknown.token)  # first sight: remembered as unknown
+    passed_on, refused = [], []
+    take = True
+
+    def refuse(context, key_id, error):
+        refused.append((context, key_id, error))
+        return take
+
+    decoded = []
+    real_decode = rpc._safe_deserializer(pb.AuthenticateRequest)
+
+    def decode(wire):
+        decoded.append(wire)
+        return real_decode(wire)
+
+    front_wire = h.servicer.authenticate_front(lambda r, c, f: passed_on.append((r, f)) or "rest", decode, refuse)
+    wire = pb.AuthenticateRequest(credential=unknown.token, required_scopes=["messages:read"]).SerializeToString()
+    assert front_wire(wire, "ctx") == "rest"  # the probe's refusal, now remembered by these bytes
+    assert passed_on[0][1] is KNOWN_UNKNOWN and refused == []
+    decoded.clear()
+    passed_on.clear()
+    for _ in range(3):
+        assert front_wire(wire, "ctx") is None
+    assert refused == [("ctx", unknown.key_id, KNOWN_UNKNOWN)] * 3
+    assert decoded == [] and passed_on == []
+    take = False  # the gate must see the request
+    assert front_wire(wire, "ctx") == "rest"
+    assert passed_on[0][0].credential == unknown.token and passed_on[0][1] is KNOWN_UNKNOWN
+    assert h.manager.cache.memo.refusals() == 1
 
 
 def test_authenticate_reports_expiry(h):

@@ -379,3 +379,90 @@ def test_a_refusal_found_by_the_probe_is_throttled_first_then_answered_and_charg
     got = [_refused_with(behavior, request, _CountingContext()) for _ in range(3)]
     assert got == ["UNAUTHENTICATED", "UNAUTHENTICATED", "RESOURCE_EXHAUSTED"]
     assert answered == ["CREDENTIAL_UNKNOWN"] * 2  # the third was refused by the key-id limit first
+
+
+def _front_refuse(gate: CallGate, answer_refusal):
+    """The ``refuse`` the gate hands Authenticate's front over bytes (see CallGate.wrap)."""
+    handed = {}
+
+    def front(rest, decode, refuse):
+        handed["refuse"] = refuse
+        return lambda wire, context: None
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        lambda request, context: pytest.fail("the handler was called"),
+        request_deserializer=pb.AuthenticateRequest.FromString,
+    )
+    wrapped = gate.wrap(
+        "/woes.auth.v1.AuthService/Authenticate",
+        handler,
+        probe=lambda request: None,
+        answer_refusal=answer_refusal,
+        front=front,
+    )
+    assert wrapped.request_deserializer is None  # the front takes the request's bytes
+    return handed["refuse"]
+
+
+def test_a_refusal_found_from_the_bytes_is_answered_and_charged_until_a_bucket_may_be_empty():
+    """The gate's part of a refusal the front found from the request's bytes alone (the memo's
+    record of one): answered and charged to the key id (and the caller, read only when that limit
+    is on) while no bucket is empty; once one may be, declined untouched for the gate proper."""
+    answered = []
+
+    def answer_refusal(request, context, error):
+        answered.append((request, error.reason))
+        context.set_code(grpc.StatusCode.UNAUTHENTICATED)
+        return None
+
+    error = CredentialUnknown("unknown credential")
+    throttle = Throttle(caller=None, key=(2, 0.001))
+    refuse = _front_refuse(CallGate(policy=load_policy(None, False), tls=False, throttle=throttle), answer_refusal)
+    key_id = tokens.new_key_id()
+    context = _CountingContext()
+    assert refuse(context, key_id, error) is True
+    assert refuse(context, key_id, error) is True
+    assert answered == [(None, "CREDENTIAL_UNKNOWN")] * 2 and context.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert context.peers == 0  # no caller limit: no peer read
+    assert throttle.keys.retry_after(key_id) > 0  # both charged to the key id: its bucket is empty
+    untouched = _CountingContext()
+    assert refuse(untouched, key_id, error) is False  # the gate proper decides (and throttles) now
+    assert len(answered) == 2 and untouched.code() is None and untouched.peers == 0
+
+    with_callers = Throttle(caller=(1000, 0.001), key=(1000, 0.001))
+    gate = CallGate(policy=load_policy(None, False), tls=False, throttle=with_callers)
+    refuse = _front_refuse(gate, answer_refusal)
+    context = _CountingContext()
+    assert refuse(context, key_id, error) is True
+    assert context.peers == 1
+    assert list(with_callers.callers._buckets) == ["ipv4:127.0.0.1:5000"]  # one failure each
+    assert list(with_callers.keys._buckets) == [key_id]
+
+
+def test_a_flood_of_one_unknown_credential_is_refused_from_its_bytes_and_still_throttled(sqlite_url, pepper):
+    """Over a real server: after first sight and one probe refusal, the repeats of the same request
+    come from the memo's refusal record (no store read, no HMAC), carry the same rich status as the
+    long way's, and are charged to the key id until its limit refuses them."""
+    srv = start_live_server(sqlite_url, pepper, throttle_caller="off", throttle_key="6/0.01")
+    try:
+        credential = tokens.mint(KeyKind.SERVER).token
+        request = pb.AuthenticateRequest(credential=credential, required_scopes=["messages:read"], caller="svc")
+        errors = []
+        for _ in range(8):
+            with pytest.raises(grpc.RpcError) as exc:
+                srv.stub.Authenticate(request, timeout=10)
+            errors.append(exc.value)
+        manager = srv.manager
+        assert manager.store_reads == 1  # the first sight only
+        assert manager.cache.memo.refusals() == 1 and len(manager.cache.memo) == 0
+        rich = [rich_error(e) for e in errors]
+        assert [r.reason for r in rich] == ["CREDENTIAL_UNKNOWN"] * 6 + ["TOO_MANY_FAILURES"] * 2
+        assert {r.code for r in rich[:6]} == {grpc.StatusCode.UNAUTHENTICATED}
+        # The memo's refusals (the third call on) are the long way's, status details and all.
+        details = [dict(e.trailing_metadata())["grpc-status-details-bin"] for e in errors[:6]]
+        assert len(set(details)) == 1 and {e.details() for e in errors[:6]} == {errors[0].details()}
+        assert {r.metadata.get("scope") for r in rich[6:]} == {"key_id"}
+        assert srv.runtime.gate.throttle.refused["key_id"] == 2
+    finally:
+        srv.channel.close()
+        srv.runtime.stop(0.5)
