@@ -193,8 +193,14 @@ class CallGate(grpc.ServerInterceptor):
         and hand anything but a response to ``rest(request, context, answer)`` with the decoded
         request. A refusal it finds from the bytes alone it may give to ``refuse(context, key_id,
         error)`` first (``None`` without ``answer_refusal``), which answers and charges it as the
-        gate would and returns ``True``, or returns ``False`` when the gate must see the request. It is used when nothing is decided before the probe (no policy to check, no
-        access log or metrics), so that a granted call is one frame; otherwise ``probe`` is.
+        gate would and returns ``True``, or returns ``False`` when the gate must see the request.
+        It is used when there is no access log or metrics (with those, ``probe`` is). With a
+        policy to check, a first frame checks the caller's certificate identity and hands the
+        call to the front only if the policy admits that identity; any other call goes to the
+        gate proper, decoded, which admits or refuses it as before. On mTLS the front is given
+        no ``refuse`` (a refusal is charged to the identity, which the gate proper reads).
+        Without ``front``, ``probe`` is tried in the first frame when nothing is decided before it
+        (no policy to check, no access log or metrics), and inside the gate otherwise.
         """
         if handler.unary_unary is None:
             return handler
@@ -377,15 +383,33 @@ class CallGate(grpc.ServerInterceptor):
 
         behavior = make_behavior(probe)
         deserializer = handler.request_deserializer
-        if probe is not None and not check_policy and not observe:
+        if probe is not None and not observe and front is not None and deserializer is not None:
+            # The first frame takes the request's bytes and decodes them only if it must; the gate
+            # proper only for what it does not answer.
+            gated = make_behavior(None)
+            # On mTLS a refusal is charged to the certificate's identity, which the gate proper
+            # reads: refusals the front finds from the bytes go there (decoded), grants do not.
+            fronted = front(gated, deserializer, refuse_found if answer_refusal is not None and not tls else None)
+            if check_policy:
+                decode = deserializer
+
+                def behavior(wire, context):
+                    # A caller its certificate's identity admits goes to the front; any other (a
+                    # plaintext caller, one the policy admits by its admin credential, or none)
+                    # to the gate proper, which admits or refuses it as before.
+                    identity = (identity_from_auth_context(context.auth_context()) or ANONYMOUS) if tls else ANONYMOUS
+                    if policy.allows(identity, group):
+                        return fronted(wire, context)
+                    return gated(decode(wire), context)
+
+            else:
+                behavior = fronted
+            deserializer = None
+        elif probe is not None and not check_policy and not observe:
             # Nothing to decide before the probe: try it first, in one frame; the gate proper only
             # for what it does not answer.
             gated = make_behavior(None)
-            if front is not None and deserializer is not None:
-                # The first frame takes the request's bytes and decodes them only if it must.
-                behavior = front(gated, deserializer, refuse_found if answer_refusal is not None else None)
-                deserializer = None
-            elif front is not None:
+            if front is not None:
                 behavior = front(gated)
             else:
 

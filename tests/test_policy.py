@@ -11,6 +11,7 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import resources_pb2 as res
 
 from auth_service import policy as policy_mod
+from auth_service import tokens
 from auth_service.config import ConfigError
 from auth_service.credentials import IssueSpec
 from auth_service.tokens import KeyKind
@@ -159,6 +160,43 @@ def test_refusal_is_permission_denied_with_reason_and_audited(mtls_policy_server
     assert "group=admin" in denials[0].detail
     # The refused IssueKey did nothing.
     assert srv.manager.list_keys("ws-p", 0, "").keys == []
+
+
+def test_on_mtls_the_memo_serves_repeats_only_to_callers_the_policy_admits(mtls_policy_server):
+    """With mTLS and a policy, Authenticate's first frame checks the certificate's identity, then
+    takes the request's bytes: a repeat of a granted request is granted from the memo (no HMAC)
+    to an admitted caller, and the very same bytes from a caller the policy does not admit are
+    still refused. A repeat of a refusal is charged to the certificate's identity."""
+    srv = mtls_policy_server
+    manager = srv.manager
+    secret = manager.issue_key(
+        "test", IssueSpec(workspace_id="ws-p", kind=KeyKind.SERVER, scopes=("conversations:read",))
+    ).secret
+    request = pb.AuthenticateRequest(credential=secret, required_scopes=["conversations:read"], caller="svc")
+    unknown = pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token, caller="svc")
+    with tls_channel(srv.runtime.port, "gateway") as channel:
+        first = stub(channel).Authenticate(request, timeout=10)  # the store read, then cached
+        stub(channel).Authenticate(request, timeout=10)  # the probe grants it and remembers its bytes
+        assert len(manager.cache.memo) == 1
+        real_mac, hashed = manager._mac, []
+        manager._mac = lambda data: hashed.append(data) or real_mac(data)
+        try:
+            grants = manager.cache.probe_grants
+            for _ in range(3):
+                assert stub(channel).Authenticate(request, timeout=10) == first
+            assert manager.cache.probe_grants == grants + 3 and hashed == []  # from the memo
+        finally:
+            manager._mac = real_mac
+        for _ in range(4):
+            assert call_error(stub(channel).Authenticate, unknown, timeout=10).reason == "CREDENTIAL_UNKNOWN"
+        assert manager.cache.memo.refusals() == 1
+    failed = srv.runtime.gate.throttle.callers._buckets
+    assert set(failed) == {"gateway"}  # every refusal charged to the certificate's identity, none to a peer
+    for client in ("intruder", "lab-runner"):
+        with tls_channel(srv.runtime.port, client) as channel:
+            err = call_error(stub(channel).Authenticate, request, timeout=10)
+        assert (err.code, err.reason) == (grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_ALLOWED")
+    assert len(manager.cache.memo) == 1
 
 
 def test_health_is_open_to_any_certified_caller(mtls_policy_server):
