@@ -7,7 +7,8 @@ runs on every call in grpcio's polling thread). A call pays one extra Python
 frame, and what the frame does is decided when the handler is wrapped:
 
 * a probe (``Authenticate``'s cache lookup), when given, answers first what the
-  caches alone decide; see :meth:`CallGate.wrap`;
+  caches alone decide, and ``Authenticate``'s front answers repeats of requests from
+  their bytes (the grant memo); see :meth:`CallGate.wrap`;
 
 * policy: skipped entirely on plaintext when ``anonymous`` may call the group
   (the development default for ``verify``); otherwise one ``auth_context()``
@@ -194,10 +195,10 @@ class CallGate(grpc.ServerInterceptor):
         request. A refusal it finds from the bytes alone it may give to ``refuse(context, key_id,
         error)`` first (``None`` without ``answer_refusal``), which answers and charges it as the
         gate would and returns ``True``, or returns ``False`` when the gate must see the request.
-        It is used when there is no access log or metrics (with those, ``probe`` is). With a
-        policy to check, a first frame checks the caller's certificate identity and hands the
-        call to the front only if the policy admits that identity; any other call goes to the
-        gate proper, decoded, which admits or refuses it as before. On mTLS the front is given
+        With a policy to check, or an access log or metrics, a first frame reads the caller's
+        certificate identity, hands the call to the front only if the policy admits that identity
+        (any other call goes to the gate proper, decoded, which admits or refuses it and records
+        it as before) and times and records what the front answers. On mTLS the front is given
         no ``refuse`` (a refusal is charged to the identity, which the gate proper reads).
         Without ``front``, ``probe`` is tried in the first frame when nothing is decided before it
         (no policy to check, no access log or metrics), and inside the gate otherwise.
@@ -311,10 +312,12 @@ class CallGate(grpc.ServerInterceptor):
             throttle.failed(caller or "", key_id or "")
             return key_id
 
-        def make_behavior(probe):
+        def make_behavior(probe, observed: bool = observe):
+            # observed: whether this frame times and records the call (access log, metrics); not
+            # when the frame that calls it does.
             def behavior(request, context, probed=None):
                 # While no bucket is empty (nobody failed too often lately): no peer, no key id, no lookup.
-                started = time.perf_counter() if observe else 0.0
+                started = time.perf_counter() if observed else 0.0
                 identity = ANONYMOUS
                 key_id = None
                 failed = False
@@ -360,7 +363,7 @@ class CallGate(grpc.ServerInterceptor):
                     failed = True
                     raise
                 finally:
-                    if observe:
+                    if observed:
                         if key_id is None:
                             key_id = presented_key_id(request, context)
                         finish(method, context, started, identity, key_id, failed)
@@ -383,24 +386,38 @@ class CallGate(grpc.ServerInterceptor):
 
         behavior = make_behavior(probe)
         deserializer = handler.request_deserializer
-        if probe is not None and not observe and front is not None and deserializer is not None:
+        if probe is not None and front is not None and deserializer is not None:
             # The first frame takes the request's bytes and decodes them only if it must; the gate
             # proper only for what it does not answer.
-            gated = make_behavior(None)
+            quiet = make_behavior(None, observed=False)  # what the front hands on (timed around it)
             # On mTLS a refusal is charged to the certificate's identity, which the gate proper
             # reads: refusals the front finds from the bytes go there (decoded), grants do not.
-            fronted = front(gated, deserializer, refuse_found if answer_refusal is not None and not tls else None)
-            if check_policy:
+            fronted = front(quiet, deserializer, refuse_found if answer_refusal is not None and not tls else None)
+            if check_policy or observe:
                 decode = deserializer
+                gated = make_behavior(None)
+                started_at = time.perf_counter
 
                 def behavior(wire, context):
                     # A caller its certificate's identity admits goes to the front; any other (a
                     # plaintext caller, one the policy admits by its admin credential, or none)
-                    # to the gate proper, which admits or refuses it as before.
+                    # to the gate proper, which admits or refuses it (and records it) as before.
                     identity = (identity_from_auth_context(context.auth_context()) or ANONYMOUS) if tls else ANONYMOUS
-                    if policy.allows(identity, group):
+                    if check_policy and not policy.allows(identity, group):
+                        return gated(decode(wire), context)
+                    if not observe:
                         return fronted(wire, context)
-                    return gated(decode(wire), context)
+                    started = started_at()
+                    failed = False
+                    try:
+                        return fronted(wire, context)
+                    except BaseException:
+                        failed = True
+                        raise
+                    finally:
+                        # The key id only for the access log (metrics have no such label).
+                        key_id = presented_key_id(decode(wire), context) if self.access_log else ""
+                        finish(method, context, started, identity, key_id, failed)
 
             else:
                 behavior = fronted

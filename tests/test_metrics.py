@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import urllib.request
 
@@ -11,7 +12,9 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import resources_pb2 as res
 
 from auth_service import server as server_mod
+from auth_service import tokens
 from auth_service.config import Settings
+from auth_service.tokens import KeyKind
 from tests.conftest import free_port, start_live_server
 from tests.helpers import call_error
 
@@ -110,3 +113,43 @@ def test_each_worker_serves_metrics_on_its_own_port(sqlite_url, pepper):
         assert "woes_auth_cache_hit_ratio" in _scrape(base + 1)
     finally:
         runtime.stop(0.5)
+
+
+def test_with_metrics_and_an_access_log_repeats_come_from_the_memo_and_each_call_is_recorded_once(
+    sqlite_url, pepper, caplog
+):
+    """Metrics and the access log time and record the call around the front over bytes: repeats of
+    a granted or refused request are answered from the memo, and every call is counted and logged
+    exactly once, with its code, reason and the key id it presented."""
+    srv = start_live_server(sqlite_url, pepper, metrics_listen="127.0.0.1:0", access_log=True)
+    try:
+        issued = srv.stub.IssueKey(
+            pb.IssueKeyRequest(workspace_id="ws-m", kind=res.KEY_KIND_SERVER, scopes=["conversations:read"]),
+            metadata=srv.admin_md,
+            timeout=10,
+        )
+        granted = pb.AuthenticateRequest(credential=issued.secret, required_scopes=["conversations:read"])
+        unknown_token = tokens.mint(KeyKind.SERVER)
+        unknown = pb.AuthenticateRequest(credential=unknown_token.token)
+        caplog.set_level(logging.INFO, logger="auth_service.access")
+        for _ in range(5):
+            srv.stub.Authenticate(granted, timeout=10)
+        for _ in range(4):
+            assert call_error(srv.stub.Authenticate, unknown, timeout=10).reason == "CREDENTIAL_UNKNOWN"
+        cache = srv.manager.cache
+        assert len(cache.memo) == 1 and cache.memo.refusals() == 1
+        assert cache.probe_grants == 4  # the first call read the store; the second the probe; then the memo
+        text = _scrape(srv.runtime.metrics.port)
+        assert _value(text, 'woes_auth_rpc_calls_total{code="OK",method="Authenticate"}') == 5
+        assert _value(text, 'woes_auth_rpc_calls_total{code="UNAUTHENTICATED",method="Authenticate"}') == 4
+        assert _value(text, 'woes_auth_rpc_duration_seconds_count{method="Authenticate"}') == 9
+        assert _value(text, 'woes_auth_authentication_failures_total{reason="CREDENTIAL_UNKNOWN"}') == 4
+        access = [r for r in caplog.records if r.name == "auth_service.access" and r.method == "Authenticate"]
+        assert [(r.code, r.key_id) for r in access] == [("OK", issued.key.key_id)] * 5 + [
+            ("UNAUTHENTICATED", unknown_token.key_id)
+        ] * 4
+        assert {r.reason for r in access[5:]} == {"CREDENTIAL_UNKNOWN"}
+        assert all(issued.secret not in r.getMessage() for r in access)
+    finally:
+        srv.channel.close()
+        srv.runtime.stop(0.5)
