@@ -255,6 +255,7 @@ class VerifiedCache:
         ttl: float = 300.0,
         negative_max_entries: int = 100_000,
         negative_ttl: float = 60.0,
+        memo_refusals: int = 10_000,
     ):
         if max_entries < 1 or negative_max_entries < 1:
             raise ValueError("cache sizes must be at least 1")
@@ -285,9 +286,10 @@ class VerifiedCache:
         # outcome of Authenticate (counted once, here: see auth_service.stats.Outcomes).
         self._counts = ThreadCounters("hits", "misses", "negative_hits", "probe_negative_hits", "probe_grants")
         # Grants by the request that earned them, as many as there are verified entries (the memo
-        # refers to entries and grants only through them: see GrantMemo); refusals likewise, as
-        # many as there are negative digests.
-        self.memo = GrantMemo(max_entries, negative_max_entries)
+        # refers to entries and grants only through them: see GrantMemo); refusals of the negative
+        # cache likewise, fewer (``memo_refusals``, never more than the negative digests): only
+        # requests that repeat are recorded, and a record is about 250 bytes.
+        self.memo = GrantMemo(max_entries, min(memo_refusals, negative_max_entries))
         self._count = self._counts.add
 
     @property

@@ -12,6 +12,7 @@
 | WOES_AUTH_PRODUCTION | false | refuse to start without a configured pepper and key-encryption key |
 | WOES_AUTH_WORKERS | number of cores | serving processes sharing the port |
 | WOES_AUTH_CACHE_SIZE | 100000 | verified credentials cached per process |
+| WOES_AUTH_REFUSAL_MEMO_SIZE | 10000 | requests refused as unknown remembered by their bytes per process (about 250 bytes each) |
 | WOES_AUTH_CACHE_TTL | 300 | seconds a verified credential stays cached at most |
 | WOES_AUTH_NEGATIVE_TTL | 60 | seconds an unknown credential stays cached |
 | WOES_AUTH_FEED_INTERVAL | 0.25 | seconds between change-feed polls (the revocation bound) |
@@ -84,6 +85,7 @@ class Settings:
     workers: int = 0
     threads: int = 2
     cache_size: int = 100_000
+    refusal_memo_size: int = 10_000
     cache_ttl: float = 300.0
     negative_ttl: float = 60.0
     feed_interval: float = 0.25
@@ -140,6 +142,7 @@ class Settings:
             ("WORKERS", "workers", int),
             ("THREADS", "threads", int),
             ("CACHE_SIZE", "cache_size", int),
+            ("REFUSAL_MEMO_SIZE", "refusal_memo_size", int),
             ("CACHE_TTL", "cache_ttl", float),
             ("NEGATIVE_TTL", "negative_ttl", float),
             ("FEED_INTERVAL", "feed_interval", float),
@@ -175,6 +178,8 @@ class Settings:
             raise ConfigError("stats port must be 0 (off) or a port that leaves room for one per worker")
         if self.cache_size < 1:
             raise ConfigError("cache size must be at least 1")
+        if self.refusal_memo_size < 1:
+            raise ConfigError("refusal memo size must be at least 1")
         for name in ("feed_interval", "usage_flush", "cache_ttl", "negative_ttl", "outage_window", "failure_flush"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', ' ')} must be positive")

@@ -173,6 +173,8 @@ class CredentialManager:
         self._uses = self.usage.calls
         self._memo = self.cache.memo
         self._new_hasher, self._memo_lookup, self._refusal_lookup = self._memo.hot_path()
+        # For the transport: a copy of the memo's keyed hash, ready for a request's bytes.
+        self.new_fingerprint = self._new_hasher
         self._unknown_digest = self.cache.is_unknown_digest
         # What a transport answers a granted call with, made once per cached entry from its
         # principal (CachedKey.answer); set by the transport, opaque here.
@@ -253,11 +255,13 @@ class CredentialManager:
         found = self.probe(token, required_scopes, caller)
         return found.principal if type(found) is CachedKey else found
 
-    def probe_wire(self, wire: bytes) -> CachedKey | str | None:
+    def probe_wire(self, fingerprint: bytes) -> CachedKey | str | None:
         """A repeat of a request :meth:`probe` answered before, answered again from its bytes alone.
 
-        ``wire`` is a request's exact bytes, given to :meth:`probe` as ``wire`` with the fields
-        decoded from it when it was answered (see :class:`auth_service.cache.GrantMemo`).
+        ``fingerprint`` is the memo's keyed hash of a request's exact bytes
+        (:meth:`auth_service.cache.GrantMemo.fingerprint`; the caller computes it from
+        :meth:`new_fingerprint`, and gives it to :meth:`probe` with the fields decoded from the
+        bytes when it was answered: see :class:`auth_service.cache.GrantMemo`).
 
         * The grant's entry, counted and recorded as :meth:`probe` does, when the memo holds a
           grant of these bytes and the entry that made it is still the one cached for the
@@ -276,9 +280,6 @@ class CredentialManager:
         HMAC of its credential (about 19,000 of the 30,000 instructions a granted call cost
         beyond the benchmark's baseline, counted by ``bench/instructions.py``); a refused one, the
         same and the probe's refusal checks."""
-        hasher = self._new_hasher()
-        hasher.update(wire)
-        fingerprint = hasher.digest()
         record = self._memo_lookup(fingerprint)
         if record is None:
             refusal = self._refusal_lookup(fingerprint)
@@ -316,7 +317,7 @@ class CredentialManager:
         token: str,
         required_scopes: tuple[str, ...] | list[str] = (),
         caller: str = "",
-        wire: bytes | None = None,
+        fingerprint: bytes | None = None,
     ) -> CachedKey | CredentialUnknown | CredentialMalformed | None:
         """:meth:`authenticate_cached` with the granting cache entry instead of its principal (its
         ``answer`` is what the transport sends).
@@ -330,9 +331,9 @@ class CredentialManager:
         through the separate cache, usage, feed and counter methods and 18 us so; in a serving
         process, about 4 us less server CPU per call.
 
-        ``wire``: the bytes of the request these fields were decoded from, if the caller has
-        them; a grant is then remembered for :meth:`probe_wire` to repeat, and so is a refusal
-        of the negative cache."""
+        ``fingerprint``: the memo's keyed hash of the request these fields were decoded from, if
+        the caller has its bytes; a grant is then remembered for :meth:`probe_wire` to repeat,
+        and so is a refusal of the negative cache."""
         if len(token) != tokens.TOKEN_LEN:
             return self._probe_refusal(token, required_scopes, caller, None, 0.0)
         digest = self._mac(token.encode())
@@ -340,9 +341,8 @@ class CredentialManager:
         entry = self._cached(digest)
         if entry is None or now_monotonic - entry.cached_at > self.cache.ttl:
             found = self._probe_refusal(token, required_scopes, caller, digest, now_monotonic)
-            if found is KNOWN_UNKNOWN and wire is not None and entry is None:
-                memo = self._memo
-                memo.remember_refusal(memo.fingerprint(wire), digest, tokens.key_id_of(token))
+            if found is KNOWN_UNKNOWN and fingerprint is not None and entry is None:
+                self._memo.remember_refusal(fingerprint, digest, tokens.key_id_of(token))
             return found
         now = time.time()
         if now >= entry.grants_until or len(caller) > MAX_CALLER:
@@ -363,9 +363,8 @@ class CredentialManager:
         uses.append((entry.key_id, caller, now))
         if len(uses) >= self.usage.fold_at:
             self.usage.fold()
-        if wire is not None:
-            memo = self._memo
-            memo.remember(memo.fingerprint(wire), digest, entry, caller)
+        if fingerprint is not None:
+            self._memo.remember(fingerprint, digest, entry, caller)
         return entry
 
     def _probe_refusal(

@@ -265,9 +265,13 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         undecodable = _UNDECODABLE
         if decode is not None:
             probe_wire = self.manager.probe_wire
+            new_fingerprint = self.manager.new_fingerprint
 
             def front_wire(wire, context):
-                found = probe_wire(wire)
+                hasher = new_fingerprint()
+                hasher.update(wire)
+                fingerprint = hasher.digest()
+                found = probe_wire(fingerprint)
                 if found is not None:
                     if type(found) is not str:
                         answer = found.answer
@@ -279,7 +283,7 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
                 request = decode(wire)
                 if request is undecodable:
                     return rest(request, context, None)
-                found = probe(request.credential, request.required_scopes[:], request.caller, wire)
+                found = probe(request.credential, request.required_scopes[:], request.caller, fingerprint)
                 if type(found) is CachedKey:
                     answer = found.answer
                     return answer if answer is not None else _answer_of(found.principal)

@@ -162,6 +162,7 @@ def build(
         ttl=settings.cache_ttl,
         negative_max_entries=settings.cache_size,
         negative_ttl=settings.negative_ttl,
+        memo_refusals=settings.refusal_memo_size,
     )
     usage = UsageRecorder(store, interval=settings.usage_flush)
     manager = CredentialManager(store, pepper, cache, usage, outage_window=settings.outage_window)

@@ -437,7 +437,8 @@ def test_the_memo_bounds_refusals_apart_so_a_flood_pushes_no_grant_out(clock):
 
 def test_the_verified_cache_bounds_and_clears_its_memo(clock):
     c = VerifiedCache(max_entries=4, negative_max_entries=6)
-    assert c.memo.max_entries == 4 and c.memo.max_refusals == 6
+    assert c.memo.max_entries == 4 and c.memo.max_refusals == 6  # never more than the negative digests
+    assert VerifiedCache(negative_max_entries=100, memo_refusals=7).memo.max_refusals == 7
     c.memo.remember(digest(1), digest(2), entry(clock), "svc")
     c.memo.remember_refusal(digest(3), digest(4), "key000000004")
     c.invalidate("any")  # an invalidation leaves the records: they count only with their own entries

@@ -49,6 +49,7 @@ def test_every_variable_is_read(monkeypatch, tmp_path):
         "LOG_LEVEL": "DEBUG",
         "WORKERS": "3",
         "CACHE_SIZE": "42",
+        "REFUSAL_MEMO_SIZE": "17",
         "CACHE_TTL": "1.5",
         "NEGATIVE_TTL": "2.5",
         "FEED_INTERVAL": "0.1",
@@ -68,7 +69,7 @@ def test_every_variable_is_read(monkeypatch, tmp_path):
     assert s.production is True
     assert s.allow_remote_plaintext is True
     assert s.log_level == "DEBUG"
-    assert (s.workers, s.cache_size) == (3, 42)
+    assert (s.workers, s.cache_size, s.refusal_memo_size) == (3, 42, 17)
     assert (s.cache_ttl, s.negative_ttl, s.feed_interval) == (1.5, 2.5, 0.1)
     assert (s.outage_window, s.usage_flush, s.shutdown_grace) == (7.0, 9.0, 4.0)
     assert s.effective_workers() == 3
@@ -99,6 +100,7 @@ def test_bad_numbers_are_refused_by_name(monkeypatch, name):
         ("threads", 0),
         ("threads", 257),
         ("cache_size", 0),
+        ("refusal_memo_size", 0),
         ("feed_interval", 0),
         ("usage_flush", -1),
         ("cache_ttl", 0),

@@ -49,6 +49,13 @@ def _trace(manager) -> tuple:
     return (cache.hits, cache.misses, cache.negative_hits, len(cache), manager.usage.pending(), manager.store_reads)
 
 
+def _repeat(manager, wire: bytes):
+    """``probe_wire`` of the request of ``wire`` (its fingerprint, as the transport computes it)."""
+    hasher = manager.new_fingerprint()
+    hasher.update(wire)
+    return manager.probe_wire(hasher.digest())
+
+
 def _full(manager, token, scopes, caller):
     try:
         return manager.authenticate(token, scopes, caller)
@@ -332,18 +339,18 @@ def test_the_probe_refuses_what_is_no_credential_as_the_full_rule_does_and_count
 def test_a_repeat_of_a_granted_request_is_granted_from_its_bytes_alone(hot, monkeypatch):
     issued = _issue(hot)
     hot.authenticate(issued.secret)
-    assert hot.probe_wire(b"request-1") is None  # nothing granted by these bytes yet
-    entry = hot.probe(issued.secret, ("messages:read",), "svc-a", wire=b"request-1")
+    assert _repeat(hot, b"request-1") is None  # nothing granted by these bytes yet
+    entry = hot.probe(issued.secret, ("messages:read",), "svc-a", fingerprint=hot.cache.memo.fingerprint(b"request-1"))
     assert entry is not None and len(hot.cache.memo) == 1
     hashed = []
     monkeypatch.setattr(hot, "_mac", lambda data: hashed.append(data))  # the repeat hashes no credential
     for _ in range(3):
         hits, grants = hot.cache.hits, hot.cache.probe_grants
-        assert hot.probe_wire(b"request-1") is entry
+        assert _repeat(hot, b"request-1") is entry
         assert (hot.cache.hits, hot.cache.probe_grants) == (hits + 1, grants + 1)  # counted as the probe's grants
     assert hashed == []
     before = _trace(hot)
-    assert hot.probe_wire(b"request-2") is None  # other bytes: nothing found, nothing counted
+    assert _repeat(hot, b"request-2") is None  # other bytes: nothing found, nothing counted
     assert _trace(hot) == before
     monkeypatch.undo()
     assert hot.usage.flush() == 1
@@ -358,12 +365,12 @@ def test_a_repeat_is_granted_only_while_the_entry_that_granted_it_would_be(hot):
 
     def granted(issued, wire, **kw):
         hot.authenticate(issued.secret)
-        assert hot.probe(issued.secret, (), "svc", wire=wire) is not None
-        assert hot.probe_wire(wire) is not None
+        assert hot.probe(issued.secret, (), "svc", fingerprint=hot.cache.memo.fingerprint(wire)) is not None
+        assert _repeat(hot, wire) is not None
 
     def declined(wire):
         before = _trace(hot)
-        assert hot.probe_wire(wire) is None
+        assert _repeat(hot, wire) is None
         assert _trace(hot) == before
 
     revoked = _issue(hot)
@@ -388,19 +395,21 @@ def test_a_repeat_is_granted_only_while_the_entry_that_granted_it_would_be(hot):
     hot.cache.invalidate(reloaded.key.key_id)  # as the change feed does for a change elsewhere
     hot.authenticate(reloaded.secret)  # the same key cached again: a new entry
     declined(b"reloaded")
-    assert hot.probe(reloaded.secret, (), "svc", wire=b"reloaded") is not None  # remembered anew
-    assert hot.probe_wire(b"reloaded") is not None
+    assert (
+        hot.probe(reloaded.secret, (), "svc", fingerprint=hot.cache.memo.fingerprint(b"reloaded")) is not None
+    )  # remembered anew
+    assert _repeat(hot, b"reloaded") is not None
 
     hot.follow(SimpleNamespace(last_success=time.monotonic() - hot.outage_window - 1))
     declined(b"reloaded")
     hot.follow(SimpleNamespace(last_success=time.monotonic()))
-    assert hot.probe_wire(b"reloaded") is not None
+    assert _repeat(hot, b"reloaded") is not None
 
     ttl = hot.cache.ttl
     hot.cache.ttl = 0.0  # every entry past its time in the cache
     declined(b"reloaded")
     hot.cache.ttl = ttl
-    assert hot.probe_wire(b"reloaded") is not None
+    assert _repeat(hot, b"reloaded") is not None
 
     hot.cache.clear()
     assert len(hot.cache.memo) == 0
@@ -413,17 +422,38 @@ def test_only_grants_and_refusals_of_the_negative_cache_are_remembered(hot):
     unknown = tokens.mint(KeyKind.SERVER)
     with pytest.raises(CredentialUnknown):
         hot.authenticate(unknown.token)
-    assert hot.probe(issued.secret, ("webhooks:write",), "svc", wire=b"not held") is None
-    assert hot.probe(issued.secret, (), "c" * (MAX_CALLER + 1), wire=b"caller too long") is None
-    assert isinstance(hot.probe(unknown.token, (), "svc", wire=b"unknown"), CredentialUnknown)
-    assert hot.probe(unknown.token, (), "c" * (MAX_CALLER + 1), wire=b"unknown, caller too long") is None
-    assert isinstance(hot.probe("x" * tokens.TOKEN_LEN, (), "svc", wire=b"malformed"), AuthError)
-    assert hot.probe(tokens.mint(KeyKind.SERVER).token, (), "svc", wire=b"never seen") is None
+    assert (
+        hot.probe(issued.secret, ("webhooks:write",), "svc", fingerprint=hot.cache.memo.fingerprint(b"not held"))
+        is None
+    )
+    assert (
+        hot.probe(issued.secret, (), "c" * (MAX_CALLER + 1), fingerprint=hot.cache.memo.fingerprint(b"caller too long"))
+        is None
+    )
+    assert isinstance(
+        hot.probe(unknown.token, (), "svc", fingerprint=hot.cache.memo.fingerprint(b"unknown")), CredentialUnknown
+    )
+    assert (
+        hot.probe(
+            unknown.token,
+            (),
+            "c" * (MAX_CALLER + 1),
+            fingerprint=hot.cache.memo.fingerprint(b"unknown, caller too long"),
+        )
+        is None
+    )
+    assert isinstance(
+        hot.probe("x" * tokens.TOKEN_LEN, (), "svc", fingerprint=hot.cache.memo.fingerprint(b"malformed")), AuthError
+    )
+    assert (
+        hot.probe(tokens.mint(KeyKind.SERVER).token, (), "svc", fingerprint=hot.cache.memo.fingerprint(b"never seen"))
+        is None
+    )
     assert len(hot.cache.memo) == 0
     assert hot.cache.memo.refusals() == 1
     for wire in (b"not held", b"caller too long", b"unknown, caller too long", b"malformed", b"never seen"):
-        assert hot.probe_wire(wire) is None
-    assert hot.probe_wire(b"unknown") == unknown.key_id
+        assert _repeat(hot, wire) is None
+    assert _repeat(hot, b"unknown") == unknown.key_id
 
 
 def test_a_repeat_of_a_negative_refusal_is_refused_from_its_bytes_alone(hot, monkeypatch):
@@ -433,14 +463,17 @@ def test_a_repeat_of_a_negative_refusal_is_refused_from_its_bytes_alone(hot, mon
     with pytest.raises(CredentialUnknown):
         hot.authenticate(unknown.token)  # first sight: the store says no such key
     before = _trace(hot)
-    assert hot.probe(unknown.token, ("messages:read",), "svc", wire=b"flood-1") is KNOWN_UNKNOWN
+    assert (
+        hot.probe(unknown.token, ("messages:read",), "svc", fingerprint=hot.cache.memo.fingerprint(b"flood-1"))
+        is KNOWN_UNKNOWN
+    )
     probed = tuple(b - a for a, b in zip(before, _trace(hot), strict=True))
     assert probed == (0, 1, 1, 0, 0, 0)
     hashed = []
     monkeypatch.setattr(hot, "_mac", lambda data: hashed.append(data))
     for _ in range(3):
         before = _trace(hot)
-        assert hot.probe_wire(b"flood-1") == unknown.key_id
+        assert _repeat(hot, b"flood-1") == unknown.key_id
         assert tuple(b - a for a, b in zip(before, _trace(hot), strict=True)) == probed
     assert hashed == []
     assert hot.cache.memo.refusals() == 1 and len(hot.cache.memo) == 0
@@ -453,12 +486,12 @@ def test_a_remembered_refusal_counts_only_while_the_negative_cache_refuses(hot, 
     def refused(cred, wire):
         with pytest.raises(CredentialUnknown):
             hot.authenticate(cred.token)
-        assert hot.probe(cred.token, (), "svc", wire=wire) is KNOWN_UNKNOWN
-        assert hot.probe_wire(wire) == cred.key_id
+        assert hot.probe(cred.token, (), "svc", fingerprint=hot.cache.memo.fingerprint(wire)) is KNOWN_UNKNOWN
+        assert _repeat(hot, wire) == cred.key_id
 
     def declined(wire):
         before = _trace(hot)
-        assert hot.probe_wire(wire) is None
+        assert _repeat(hot, wire) is None
         assert _trace(hot) == before
 
     issued_late = tokens.mint(KeyKind.SERVER)
@@ -469,8 +502,10 @@ def test_a_remembered_refusal_counts_only_while_the_negative_cache_refuses(hot, 
     hot.cache.forget_unknown(issued_late.key_id)  # as the change feed announces the issue
     declined(b"issued late")
     assert hot.authenticate(issued_late.token).key_id == issued_late.key_id
-    assert hot.probe(issued_late.token, (), "svc", wire=b"issued late") is not None  # a grant now
-    assert type(hot.probe_wire(b"issued late")) is CachedKey
+    assert (
+        hot.probe(issued_late.token, (), "svc", fingerprint=hot.cache.memo.fingerprint(b"issued late")) is not None
+    )  # a grant now
+    assert type(_repeat(hot, b"issued late")) is CachedKey
 
     invalidated = tokens.mint(KeyKind.SERVER)
     refused(invalidated, b"invalidated")
