@@ -412,6 +412,13 @@ class VerifiedCache:
             self._count("negative_hits")
         return known
 
+    def refuses_digest(self, digest: bytes) -> bool:
+        """Whether :meth:`is_unknown_digest` would say yes now, counting nothing (for a caller
+        that only wants to know, not to answer a call from it)."""
+        now = time.monotonic()
+        with self._lock:
+            return self._refused_digest(self._negatives_locked(now), digest, now) is not None
+
     def _negatives_locked(self, now: float) -> _Negatives:
         """The current generation, turned over first if it is older than half the negative TTL (for
         a caller holding the lock; :meth:`is_unknown_digest` reads it without and locks to turn over)."""

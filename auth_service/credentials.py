@@ -367,6 +367,27 @@ class CredentialManager:
             self._memo.remember(fingerprint, digest, entry, caller)
         return entry
 
+    def remember_refused(
+        self, token: str, required_scopes: tuple[str, ...] | list[str], caller: str, fingerprint: bytes
+    ) -> bool:
+        """After the full rule refused a request (these its fields, ``fingerprint`` the memo's hash
+        of its bytes, as for :meth:`probe`): remember the refusal by the request's bytes if the
+        negative cache now refuses this credential, so that the next repeat is refused from its
+        bytes (:meth:`probe_wire`) rather than by the probe.
+        Only for what :meth:`probe` would answer :data:`KNOWN_UNKNOWN`: a server credential's
+        string, the request's other fields valid, not in the verified cache. Counts nothing;
+        ``True`` if it remembered. This is the first sight of a flood's credential: one HMAC
+        more after a store read."""
+        if len(token) != tokens.TOKEN_LEN or not token.startswith(_SERVER_PREFIX):
+            return False
+        if len(caller) > MAX_CALLER or _scopes_invalid(required_scopes):
+            return False
+        digest = self._mac(token.encode())
+        if self._cached(digest) is not None or not self.cache.refuses_digest(digest):
+            return False
+        self._memo.remember_refusal(fingerprint, digest, tokens.key_id_of(token))
+        return True
+
     def _probe_refusal(
         self,
         token: str,

@@ -260,12 +260,14 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
         refused, through ``refuse(context, key_id, error)`` (the gate's accounting of a refusal,
         see :meth:`~auth_service.interceptors.CallGate.wrap`) when it takes it; anything else is
         decoded with ``decode`` and goes on as above, a grant or a negative refusal being
-        remembered by its bytes."""
+        remembered by its bytes, and so is a refusal of the full rule that the negative cache
+        holds once it was made (the first sight of a made-up credential)."""
         probe = self.manager.probe
         undecodable = _UNDECODABLE
         if decode is not None:
             probe_wire = self.manager.probe_wire
             new_fingerprint = self.manager.new_fingerprint
+            remember_refused = self.manager.remember_refused
 
             def front_wire(wire, context):
                 hasher = new_fingerprint()
@@ -283,11 +285,17 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
                 request = decode(wire)
                 if request is undecodable:
                     return rest(request, context, None)
-                found = probe(request.credential, request.required_scopes[:], request.caller, fingerprint)
+                scopes = request.required_scopes[:]
+                found = probe(request.credential, scopes, request.caller, fingerprint)
                 if type(found) is CachedKey:
                     answer = found.answer
                     return answer if answer is not None else _answer_of(found.principal)
-                return rest(request, context, found)
+                if found is not None:
+                    return rest(request, context, found)
+                answer = rest(request, context, None)
+                if answer is None:  # refused by the full rule (returned, as Authenticate's refusals are)
+                    remember_refused(request.credential, scopes, request.caller, fingerprint)
+                return answer
 
             return front_wire
 

@@ -460,7 +460,9 @@ def channels_per_worker(server: RealServer, probe: str) -> list[grpc.Channel]:
 
 
 def call_all(channel: grpc.Channel, credentials: list[str], window: int = 64) -> dict[str, int]:
-    """Authenticate each credential once over ``channel``, pipelined; outcome counts."""
+    """Authenticate each credential once over ``channel``, pipelined; outcome counts. Each request
+    is the one the measured runs send for that credential (``request_bytes``): a warm-up is the
+    first sight of the very requests measured after it."""
     stub = pb_grpc.AuthServiceStub(channel)
     outcomes: dict[str, int] = {}
     pending: deque = deque()
@@ -474,7 +476,8 @@ def call_all(channel: grpc.Channel, credentials: list[str], window: int = 64) ->
         outcomes[key] = outcomes.get(key, 0) + 1
 
     for cred in credentials:
-        pending.append(stub.Authenticate.future(pb.AuthenticateRequest(credential=cred, caller=CALLER), timeout=60))
+        request = pb.AuthenticateRequest(credential=cred, required_scopes=REQUIRED, caller=CALLER)
+        pending.append(stub.Authenticate.future(request, timeout=60))
         if len(pending) >= window:
             settle(pending.popleft())
     while pending:

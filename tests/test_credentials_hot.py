@@ -524,3 +524,27 @@ def test_a_remembered_refusal_counts_only_while_the_negative_cache_refuses(hot, 
     hot.cache.clear()
     assert hot.cache.memo.refusals() == 0
     declined(b"cleared")
+
+
+def test_a_refusal_of_the_full_rule_is_remembered_once_the_negative_cache_holds_it(hot):
+    """``remember_refused``, after the full rule refused a request: remembered (counting nothing)
+    only for what the probe would answer KNOWN_UNKNOWN; the next repeat is refused from its bytes."""
+    fp = hot.cache.memo.fingerprint
+    unknown = tokens.mint(KeyKind.SERVER)
+    issued = _issue(hot)
+    hot.authenticate(issued.secret)
+    assert not hot.remember_refused(unknown.token, (), "svc", fp(b"not refused yet"))  # no negative entry
+    with pytest.raises(CredentialUnknown):
+        hot.authenticate(unknown.token)  # the first sight: a store read
+    before = _trace(hot)
+    assert not hot.remember_refused(unknown.token, ("nonsense:read",), "svc", fp(b"invalid scopes"))
+    assert not hot.remember_refused(unknown.token, (), "c" * (MAX_CALLER + 1), fp(b"caller too long"))
+    assert not hot.remember_refused(issued.secret, (), "svc", fp(b"cached"))
+    assert not hot.remember_refused("x" * tokens.TOKEN_LEN, (), "svc", fp(b"malformed"))
+    assert not hot.remember_refused(tokens.mint(KeyKind.WIDGET).token, (), "svc", fp(b"widget"))
+    assert hot.remember_refused(unknown.token, ("messages:read",), "svc", fp(b"first sight"))
+    assert _trace(hot) == before  # counted nothing
+    assert hot.cache.memo.refusals() == 1
+    assert _repeat(hot, b"first sight") == unknown.key_id
+    for wire in (b"not refused yet", b"invalid scopes", b"caller too long", b"cached", b"malformed", b"widget"):
+        assert _repeat(hot, wire) is None

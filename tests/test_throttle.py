@@ -440,25 +440,28 @@ def test_a_refusal_found_from_the_bytes_is_answered_and_charged_until_a_bucket_m
 
 
 def test_a_flood_of_one_unknown_credential_is_refused_from_its_bytes_and_still_throttled(sqlite_url, pepper):
-    """Over a real server: after first sight and one probe refusal, the repeats of the same request
-    come from the memo's refusal record (no store read, no HMAC), carry the same rich status as the
-    long way's, and are charged to the key id until its limit refuses them."""
+    """Over a real server: the first sight is refused by the full rule (a store read) and
+    remembered by the request's bytes; the repeats come from the memo's refusal record (no store
+    read, no HMAC), carry the same rich status as the long way's, and are charged to the key id
+    until its limit refuses them."""
     srv = start_live_server(sqlite_url, pepper, throttle_caller="off", throttle_key="6/0.01")
     try:
         credential = tokens.mint(KeyKind.SERVER).token
         request = pb.AuthenticateRequest(credential=credential, required_scopes=["messages:read"], caller="svc")
         errors = []
-        for _ in range(8):
+        manager = srv.manager
+        for n in range(8):
             with pytest.raises(grpc.RpcError) as exc:
                 srv.stub.Authenticate(request, timeout=10)
             errors.append(exc.value)
-        manager = srv.manager
+            if n == 0:  # the first sight, refused by the full rule after a store read, remembered
+                assert manager.cache.memo.refusals() == 1
         assert manager.store_reads == 1  # the first sight only
         assert manager.cache.memo.refusals() == 1 and len(manager.cache.memo) == 0
         rich = [rich_error(e) for e in errors]
         assert [r.reason for r in rich] == ["CREDENTIAL_UNKNOWN"] * 6 + ["TOO_MANY_FAILURES"] * 2
         assert {r.code for r in rich[:6]} == {grpc.StatusCode.UNAUTHENTICATED}
-        # The memo's refusals (the third call on) are the long way's, status details and all.
+        # The memo's refusals (the second call on) are the long way's, status details and all.
         details = [dict(e.trailing_metadata())["grpc-status-details-bin"] for e in errors[:6]]
         assert len(set(details)) == 1 and {e.details() for e in errors[:6]} == {errors[0].details()}
         assert {r.metadata.get("scope") for r in rich[6:]} == {"key_id"}
