@@ -287,8 +287,8 @@ class VerifiedCache:
         self._counts = ThreadCounters("hits", "misses", "negative_hits", "probe_negative_hits", "probe_grants")
         # Grants by the request that earned them, as many as there are verified entries (the memo
         # refers to entries and grants only through them: see GrantMemo); refusals of the negative
-        # cache likewise, fewer (``memo_refusals``, never more than the negative digests): only
-        # requests that repeat are recorded, and a record is about 250 bytes.
+        # cache likewise, fewer (``memo_refusals``, never more than the negative digests): a record
+        # is about 250 bytes, and a flood of fresh credentials records every first sight.
         self.memo = GrantMemo(max_entries, min(memo_refusals, negative_max_entries))
         self._count = self._counts.add
 
