@@ -6,10 +6,14 @@
 * Unknown credentials are remembered briefly: by key id when no such key
   exists, by digest when the key exists but the secret does not match, and every
   refused digest by digest, so that a repeat is answered before the credential
-  is even parsed. A flood of made-up credentials therefore costs one store query
-  per new key id, then none. These negative maps are kept in two generations
+  is even parsed. These negative maps are kept in two generations
   (see :class:`_Negatives`): no expiry time per entry, no per-entry order to
   keep, one lookup for a repeated digest.
+* What the store said of a key id is remembered too (:meth:`VerifiedCache.record_of`): the
+  verified entry of its real credential, or, for a key whose real credential has not been seen
+  (only wrong secrets were), its stored digest in a bounded map of its own. Every later guess
+  for that key id is then checked in memory, one HMAC against the record: a flood costs one
+  store read per key id, whatever secrets it tries, and never locks the real credential out.
 * :class:`GrantMemo` remembers, by a keyed hash of a request's exact bytes, which verified entry
   granted it: a repeat of the same request is granted again without decoding it or hashing its
   credential, as long as that same entry is still cached, live and trusted. Likewise a request
@@ -101,6 +105,18 @@ class CachedKey:
             grantable=_shared(("grantable", scopes), lambda: effective_scopes & ALL_SCOPES),
             answer=answer_of(principal) if answer_of is not None and grants else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class KnownRecord:
+    """What the store said of a key id, enough to check any credential naming it without the store:
+    its kind, the pepper its digest is under (``None``: the primary pepper, and ``digest`` is the
+    digest of the credential that verified), the digest, and the entry a match is granted from."""
+
+    kind: KeyKind
+    pepper_id: str | None
+    digest: bytes
+    entry: CachedKey
 
 
 # Many keys share a workspace, a scope set, an origin list: keep one copy of
@@ -266,6 +282,11 @@ class VerifiedCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[bytes, CachedKey] = OrderedDict()
         self._digest_by_key: dict[str, bytes] = {}
+        # Key ids read from the store whose real credential was not verified (only wrong secrets
+        # were presented): key id -> KnownRecord, least recently read first, bounded like the
+        # negative maps (a flood naming many existing key ids fills it, and no further).
+        self._key_records: OrderedDict[str, KnownRecord] = OrderedDict()
+        self.records_max = negative_max_entries
         # Negative entries live in generations of half the negative TTL each (at most half the
         # negative bound each): an entry is remembered for at least half the TTL and never longer
         # than the TTL, and the maps never hold more than the bound. A digest whose key id does not
@@ -347,6 +368,10 @@ class VerifiedCache:
         """Count a miss that the hot path's probe found (it counts nothing), as :meth:`get` would have."""
         self._count("misses")
 
+    def count_negative_hit(self) -> None:
+        """Count a refusal answered from memory (a key id's record) rather than the store."""
+        self._count("negative_hits")
+
     def stamp(self) -> float:
         """The ``cached_at`` (monotonic) of an entry made now: now, less a random part of up to
         ``TTL_SPREAD`` of the TTL. Keys cached together (the first minutes after a start) then
@@ -371,6 +396,7 @@ class VerifiedCache:
             self._entries[digest] = entry
             self._entries.move_to_end(digest)
             self._digest_by_key[entry.key_id] = digest
+            self._key_records.pop(entry.key_id, None)  # the verified entry speaks for the key id now
             while len(self._entries) > self.max_entries:
                 evicted_digest, evicted = self._entries.popitem(last=False)
                 if self._digest_by_key.get(evicted.key_id) == evicted_digest:
@@ -381,6 +407,47 @@ class VerifiedCache:
         self._entries.pop(digest, None)
         if self._digest_by_key.get(entry.key_id) == digest:
             del self._digest_by_key[entry.key_id]
+
+    # -- records by key id ---------------------------------------------------
+
+    def record_of(self, key_id: str, now: float | None = None) -> KnownRecord | None:
+        """What the store said of ``key_id`` lately, for checking another credential naming it in
+        memory, or ``None`` (then only the store knows). Either the verified entry of its real
+        credential (``pepper_id`` ``None``: ``digest`` is that credential's digest under the primary
+        pepper, so any other digest is a wrong secret), or a record read for a wrong secret (its
+        stored digest under ``pepper_id``). Within the TTL only; counts nothing. Lock-free: each
+        lookup is one C-level step, and an answer read just before a concurrent invalidation is
+        one a locked read could have given too (the caller took :meth:`generation` first, so
+        nothing it puts back outlives the invalidation)."""
+        if now is None:
+            now = time.monotonic()
+        digest = self._digest_by_key.get(key_id)
+        if digest is not None:
+            entry = self._entries.get(digest)
+            if entry is not None and now - entry.cached_at <= self.ttl:
+                return KnownRecord(entry.kind, None, digest, entry)
+        known = self._key_records.get(key_id)
+        if known is not None and now - known.entry.cached_at <= self.ttl:
+            return known
+        return None
+
+    def remember_record(self, known: KnownRecord, generation: int) -> bool:
+        """Keep the record of a key whose real credential was not presented (read at
+        ``generation``), unless the key was invalidated since; bounded, oldest out."""
+        key_id = known.entry.key_id
+        with self._lock:
+            if generation < self._invalidation_floor or self._invalidated_at.get(key_id, -1) > generation:
+                return False
+            records = self._key_records
+            records.pop(key_id, None)
+            records[key_id] = known
+            while len(records) > self.records_max:
+                records.popitem(last=False)
+            return True
+
+    def records(self) -> int:
+        """Records held for key ids whose real credential was not verified (see :meth:`record_of`)."""
+        return len(self._key_records)
 
     # -- negative ---------------------------------------------------------
 
@@ -512,6 +579,7 @@ class VerifiedCache:
             digest = self._digest_by_key.pop(key_id, None)
             if digest is not None:
                 self._entries.pop(digest, None)
+            self._key_records.pop(key_id, None)
             self._forget_key_id(key_id)
 
     def clear(self) -> None:
@@ -521,6 +589,7 @@ class VerifiedCache:
             self._invalidated_at.clear()
             self._entries.clear()
             self._digest_by_key.clear()
+            self._key_records.clear()
             self._neg = _Negatives(time.monotonic())
         self.memo.clear()
 

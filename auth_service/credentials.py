@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import re
 import threading
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 
 from . import scopes as scope_registry
 from . import tokens
-from .cache import CachedKey, Principal, VerifiedCache
+from .cache import CachedKey, KnownRecord, Principal, VerifiedCache
 from .crypto import Pepper
 from .errors import (
     AdminCredentialRequired,
@@ -62,6 +63,8 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 ISSUABLE_KINDS = (KeyKind.SERVER, KeyKind.WIDGET)
 _SERVER_PREFIX = tokens.PREFIXES[KeyKind.SERVER]
+_KEY_ID_AT = len(_SERVER_PREFIX)
+_KEY_ID_END = _KEY_ID_AT + tokens.KEY_ID_LEN
 # The refusal the hot path returns for a credential the negative cache knows: one shared instance,
 # never raised and never changed (it carries no detail of the credential), so that a flood of
 # made-up credentials builds no exception per call.
@@ -206,22 +209,44 @@ class CredentialManager:
             raise StoreUnavailable("the credential store has been unreachable too long; retry later")
 
     def _load(self, cred: tokens.Credential, digest: bytes) -> CachedKey:
-        """A cache miss: the negative caches, then one indexed store read."""
-        if self.cache.is_known_unknown(cred.key_id, digest):
+        """A miss of the verified cache: the negative caches, then what the cache remembers of the
+        key id (:meth:`VerifiedCache.record_of`), and only then one indexed store read.
+
+        Invariant: once a key id's record was read, every credential naming it is checked in
+        memory (one HMAC against the record) until the record ages out or the key changes; a
+        wrong secret never reads the store again and never affects the real credential."""
+        cache = self.cache
+        if cache.is_known_unknown(cred.key_id, digest):
             raise CredentialUnknown("unknown credential")
-        generation = self.cache.generation()
-        with self._reads_lock:
-            self.store_reads += 1
-        record = self.store.get_key(cred.key_id)
-        if record is None:
-            self.cache.remember_unknown_key_id(cred.key_id, generation, digest)
+        generation = cache.generation()
+        known = cache.record_of(cred.key_id)
+        if known is None:
+            with self._reads_lock:
+                self.store_reads += 1
+            record = self.store.get_key(cred.key_id)
+            if record is None:
+                cache.remember_unknown_key_id(cred.key_id, generation, digest)
+                raise CredentialUnknown("unknown credential")
+            entry = CachedKey.from_record(record, cache.stamp(), self.answer_of)
+            known = KnownRecord(record.kind, record.pepper_id, record.digest, entry)
+            if not self._matches(known, cred, digest):
+                cache.remember_record(known, generation)
+                cache.remember_wrong_secret(cred.key_id, digest, generation)
+                raise CredentialUnknown("unknown credential")
+        elif not self._matches(known, cred, digest):
+            cache.count_negative_hit()
+            cache.remember_wrong_secret(cred.key_id, digest, generation)
             raise CredentialUnknown("unknown credential")
-        if record.kind is not cred.kind or not self.pepper.verify(record.pepper_id, cred.token, record.digest, digest):
-            self.cache.remember_wrong_secret(cred.key_id, digest, generation)
-            raise CredentialUnknown("unknown credential")
-        entry = CachedKey.from_record(record, self.cache.stamp(), self.answer_of)
-        self.cache.put(digest, entry, generation)
-        return entry
+        cache.put(digest, known.entry, generation)
+        return known.entry
+
+    def _matches(self, known: KnownRecord, cred: tokens.Credential, digest: bytes) -> bool:
+        """Whether ``cred`` (``digest``: under the primary pepper) is the credential ``known`` holds."""
+        if known.kind is not cred.kind:
+            return False
+        if known.pepper_id is None:
+            return hmac.compare_digest(known.digest, digest)
+        return self.pepper.verify(known.pepper_id, cred.token, known.digest, digest)
 
     @staticmethod
     def _check_live(entry: CachedKey, now: float) -> None:
@@ -408,6 +433,18 @@ class CredentialManager:
                 return KNOWN_UNKNOWN
         why = _TOO_LONG if len(token) > tokens.MAX_CREDENTIAL_LEN else tokens.problem(token)
         if why is None:
+            if digest is not None and token.startswith(_SERVER_PREFIX):
+                # A well-formed server credential naming a key id whose record the cache holds:
+                # a secret other than the record's is refused here, as _load() would refuse it.
+                known = self.cache.record_of(token[_KEY_ID_AT:_KEY_ID_END], now_monotonic)
+                if (
+                    known is not None
+                    and (known.pepper_id is None or known.pepper_id == self.pepper.primary_id)
+                    and (known.kind is not KeyKind.SERVER or not hmac.compare_digest(known.digest, digest))
+                ):
+                    self.cache.count_miss()
+                    self.cache.count_negative_hit()
+                    return KNOWN_UNKNOWN
             return None
         if digest is not None:
             self.cache.count_miss()  # the full rule looked the digest up first
