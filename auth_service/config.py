@@ -29,8 +29,7 @@
 | WOES_AUTH_METRICS_LISTEN | unset | host:port of the Prometheus /metrics endpoint (worker N uses port + N) |
 | WOES_AUTH_MAX_CONCURRENT_RPCS | 1000 | calls in progress per process; more are refused with RESOURCE_EXHAUSTED |
 | WOES_AUTH_MAX_CONCURRENT_STREAMS | 100 | calls in flight per connection (HTTP/2); more wait at the client |
-| WOES_AUTH_THROTTLE_CALLER | 1000/100 | failed authentications per caller: burst/refill per second |
-| WOES_AUTH_THROTTLE_KEY | 20/2 | failed authentications per key id: burst/refill per second |
+| WOES_AUTH_THROTTLE_CALLER | 1000/100 | failed authentications per caller the policy lists as ``throttled``: burst/refill per second |
 """
 
 from __future__ import annotations
@@ -109,7 +108,6 @@ class Settings:
     max_concurrent_rpcs: int = 1000
     max_concurrent_streams: int = 100
     throttle_caller: str = "1000/100"
-    throttle_key: str = "20/2"
 
     @property
     def tls_enabled(self) -> bool:
@@ -137,7 +135,11 @@ class Settings:
         s.access_log = _env_bool("ACCESS_LOG")
         s.metrics_listen = _env("METRICS_LISTEN")
         s.throttle_caller = _env("THROTTLE_CALLER", s.throttle_caller)
-        s.throttle_key = _env("THROTTLE_KEY", s.throttle_key)
+        if _env("THROTTLE_KEY"):
+            raise ConfigError(
+                f"{ENV_PREFIX}THROTTLE_KEY is no longer a setting: failed authentications are not limited per "
+                "key id (a stranger's guesses must not lock a key's owner out); remove it"
+            )
         for name, attr, conv in (
             ("WORKERS", "workers", int),
             ("THREADS", "threads", int),
@@ -198,8 +200,7 @@ class Settings:
             raise ConfigError("max concurrent rpcs and streams must be at least 1")
         if self.metrics_listen:
             split_listen(self.metrics_listen)
-        for name in ("throttle_caller", "throttle_key"):
-            parse_rate(getattr(self, name), ENV_PREFIX + name.upper())
+        parse_rate(self.throttle_caller, ENV_PREFIX + "THROTTLE_CALLER")
         if not self.tls_enabled and not is_loopback(host) and not self.allow_remote_plaintext:
             raise ConfigError(
                 f"refusing to serve plaintext gRPC on non-loopback address {self.listen!r}; "

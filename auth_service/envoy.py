@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from collections.abc import Callable
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -128,11 +130,50 @@ def denied(error: AuthError) -> ext.CheckResponse:
     )
 
 
+def credential_of(request: ext.CheckRequest) -> str:
+    """The credential a Check request presents, or ``""`` when it presents none usable."""
+    try:
+        return bearer(_headers(request.attributes.request.http))
+    except CredentialMalformed:
+        return ""
+
+
+def unauthenticated(response: ext.CheckResponse | None) -> bool:
+    """Whether a Check answer denies the request for an unusable credential (a failed authentication)."""
+    return response is not None and response.status.code == code_pb2.UNAUTHENTICATED
+
+
+def throttled(retry_after: float) -> ext.CheckResponse:
+    """The denial of a caller whose failed authentications are throttled: HTTP 429 with
+    ``retry-after`` (whole seconds, rounded up), gRPC code RESOURCE_EXHAUSTED."""
+    seconds = max(1, math.ceil(retry_after))
+    body = {
+        "error": {
+            "code": 429,
+            "status": "RESOURCE_EXHAUSTED",
+            "reason": "TOO_MANY_FAILURES",
+            "domain": "auth.woes",
+            "message": "too many failed authentications from this caller; retry later",
+        }
+    }
+    return ext.CheckResponse(
+        status=status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=body["error"]["message"]),
+        denied_response=ext.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=http_status_pb2.TooManyRequests),
+            headers=[_header("content-type", "application/json"), _header("retry-after", str(seconds))],
+            body=json.dumps(body),
+        ),
+    )
+
+
 class AuthorizationServicer(ext_grpc.AuthorizationServicer):
     """``envoy.service.auth.v3.Authorization`` over a :class:`CredentialManager`."""
 
-    def __init__(self, manager: CredentialManager):
+    def __init__(self, manager: CredentialManager, on_refused: Callable[[str, AuthError], None] | None = None):
+        """``on_refused(method, error)``: told of every refusal, as the AuthService servicer's
+        failures are counted and audited (:meth:`auth_service.rpc.AuthServicer.count_failure`)."""
         self.manager = manager
+        self.on_refused = on_refused
 
     def Check(self, request: ext.CheckRequest, context) -> ext.CheckResponse:
         attributes = request.attributes
@@ -144,6 +185,8 @@ class AuthorizationServicer(ext_grpc.AuthorizationServicer):
             )
         except AuthError as error:
             log.debug("ext_authz denied: %s", error.reason, extra={"method": "Check", "code": error.reason})
+            if self.on_refused is not None:
+                self.on_refused("envoy.Check", error)
             return denied(error)
         except Exception:
             log.exception("ext_authz check failed")

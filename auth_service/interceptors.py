@@ -13,14 +13,17 @@ frame, and what the frame does is decided when the handler is wrapped:
 * policy: skipped entirely on plaintext when ``anonymous`` may call the group
   (the development default for ``verify``); otherwise one ``auth_context()``
   read per call;
-* throttling: two truthiness tests while no caller or key id has used up its
-  failures (however many have failed a little);
+* throttling: one truthiness test while no throttled caller has used up its
+  failures; failures are charged only to the callers the policy lists as
+  ``throttled`` (see :mod:`auth_service.throttle`), so by default none;
 * access log and metrics: only when enabled (``WOES_AUTH_ACCESS_LOG``,
   ``WOES_AUTH_METRICS_LISTEN``), otherwise not a single clock read.
 
 The Envoy external-authorization service (``envoy.service.auth.v3.Authorization``)
-is gated like a ``verify`` RPC. The health and reflection services pass through
-untouched.
+is gated like a ``verify`` RPC: its denials as unauthenticated are charged to a
+throttled caller as ``Authenticate``'s refusals are, and a throttled caller's
+``Check`` is answered with a 429 denial. The health and reflection services pass
+through untouched.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def reason_of(context: grpc.ServicerContext) -> str:
 def cached_and_live(manager) -> Callable[[str], bool]:
     """Whether a credential was verified recently and is still live: answered from the cache alone.
 
-    A throttled caller or key id keeps being served for such credentials, so valid
+    A throttled caller keeps being served for such credentials, so valid
     traffic is not touched while guesses are refused.
     """
     from .credentials import CredentialManager
@@ -210,8 +213,8 @@ class CallGate(grpc.ServerInterceptor):
             name = method[len(_METHOD_PREFIX) :]
             return self._wrap(name, group_of(name), handler, throttled=True, **kw)
         if method.startswith(_ENVOY_PREFIX):
-            # Check answers denials inside its response, never as UNAUTHENTICATED: policy only.
-            return self._wrap("envoy." + method[len(_ENVOY_PREFIX) :], VERIFY, handler, throttled=False, **kw)
+            # Check answers denials inside its response (gRPC status OK): the gate reads them there.
+            return self._wrap("envoy." + method[len(_ENVOY_PREFIX) :], VERIFY, handler, throttled=True, **kw)
         return handler
 
     # -- identity and policy --------------------------------------------------
@@ -275,11 +278,17 @@ class CallGate(grpc.ServerInterceptor):
         key_identity = self._key_identity
         finish = self._finish
 
-        callers, keys = throttle.callers, throttle.keys
+        callers = throttle.callers
+        # Envoy's Check carries its denial in the response, and its credential in the HTTP headers.
+        envoy_check = method == "envoy.Check"
+        if envoy_check and handler.response_serializer is None:
+            raise ValueError("envoy.Check is gated with its response serializer")
 
         def presented(request, context) -> str:
             if credential_field is not None:
                 return getattr(request, credential_field, "") or ""
+            if envoy_check:
+                return envoy.credential_of(request)
             return rpc._bearer(context) or ""
 
         def presented_key_id(request, context) -> str:
@@ -293,30 +302,24 @@ class CallGate(grpc.ServerInterceptor):
             throttle.refused[scope] += 1
             if self.metrics is not None:
                 self.metrics.throttled.labels(scope).inc()
+            if envoy_check:
+                return envoy.throttled(wait)
             if returns_refusals:
                 return rpc.set_status(context, throttled_status(TooManyFailures(scope, wait)))
             return abort_throttled(context, TooManyFailures(scope, wait))
 
-        charges_callers, charges_keys = throttle.charges_callers, throttle.charges_keys
+        charges_callers, bucket_of = throttle.charges_callers, throttle.bucket_of
 
-        def count_failure(request, context, caller: str | None, key_id: str | None) -> str | None:
-            """Charge a refused authentication to the caller and the key id; returns the key id."""
-            if key_id is None and charges_keys:
-                # presented_key_id() written out: every refused call comes here.
-                if credential_field is not None:
-                    key_id = key_id_of(getattr(request, credential_field, "") or "")
-                else:
-                    key_id = key_id_of(rpc._bearer(context) or "")
-            if caller is None and charges_callers:
-                caller = context.peer()
-            throttle.failed(caller or "", key_id or "")
-            return key_id
+        def count_failure(context, identity: str) -> None:
+            """Charge a refused authentication to its caller, if the policy throttles that caller."""
+            if charges_callers:
+                throttle.failed(bucket_of(identity, None if tls else context.peer()))
 
         def make_behavior(probe, observed: bool = observe):
             # observed: whether this frame times and records the call (access log, metrics); not
             # when the frame that calls it does.
             def behavior(request, context, probed=None):
-                # While no bucket is empty (nobody failed too often lately): no peer, no key id, no lookup.
+                # While no bucket is empty (no throttled caller failed too often lately): no peer, no lookup.
                 started = time.perf_counter() if observed else 0.0
                 identity = ANONYMOUS
                 key_id = None
@@ -333,18 +336,12 @@ class CallGate(grpc.ServerInterceptor):
                         probed = probe(request)
                         if type(probed) is bytes:
                             return probed
-                    caller = identity if tls else None  # plaintext: the connection, read when needed
                     if throttled and callers.blocked and callers.any_blocked():
-                        if caller is None:
-                            caller = context.peer()
-                        wait = callers.retry_after(caller)
+                        # plaintext: the caller's bucket is its address, read only now
+                        bucket = bucket_of(identity, None if tls else context.peer())
+                        wait = callers.retry_after(bucket) if bucket is not None else 0.0
                         if wait and not known_good(presented(request, context)):
                             return refuse(context, "caller", wait)
-                    if throttled and keys.blocked and keys.any_blocked():
-                        key_id = presented_key_id(request, context)
-                        wait = keys.retry_after(key_id) if key_id else 0.0
-                        if wait and not known_good(presented(request, context)):
-                            return refuse(context, "key_id", wait)
                     try:
                         if probed is not None:  # a refusal the probe found, answered in the handler's place
                             result = answer_refusal(request, context, probed)
@@ -353,11 +350,14 @@ class CallGate(grpc.ServerInterceptor):
                     except BaseException:
                         # A refusal raised (context.abort) ...
                         if throttled and context.code() is unauthenticated:
-                            key_id = count_failure(request, context, caller, key_id)
+                            count_failure(context, identity)
                         raise
-                    # ... or returned with the status set on the call (rpc.refuse).
-                    if throttled and result is None and context.code() is unauthenticated:
-                        key_id = count_failure(request, context, caller, key_id)
+                    # ... or returned with the status set on the call (rpc.refuse), or (Check) in the response.
+                    if throttled:
+                        if result is None and context.code() is unauthenticated:
+                            count_failure(context, identity)
+                        elif envoy_check and envoy.unauthenticated(result):
+                            count_failure(context, identity)
                     return result
                 except BaseException:
                     failed = True
@@ -372,16 +372,16 @@ class CallGate(grpc.ServerInterceptor):
 
         def refuse_found(context, key_id: str, error: AuthError) -> bool:
             """The gate's part of a refusal the probe found from the request's bytes alone (the
-            grant memo's record of one: ``key_id``, the key id the credential names), answered
-            with ``answer_refusal`` and charged to the caller and the key id, as
+            grant memo's record of one: ``key_id``, the key id the credential names, charged to
+            nobody), answered with ``answer_refusal`` and charged to a throttled caller, as
             ``make_behavior``'s frame does with a decoded request while no bucket is empty.
             ``False``, having done nothing, when some bucket may be empty: the frame then decides
-            on the decoded request (whether this caller or key id is the one throttled)."""
-            if throttled and ((callers.blocked and callers.any_blocked()) or (keys.blocked and keys.any_blocked())):
+            on the decoded request (whether this caller is the one throttled)."""
+            if throttled and callers.blocked and callers.any_blocked():
                 return False
             answer_refusal(None, context, error)
-            if throttled:
-                throttle.failed(context.peer() if charges_callers else "", key_id)
+            if throttled and charges_callers:
+                throttle.failed(bucket_of(ANONYMOUS, context.peer()))  # given only on plaintext
             return True
 
         behavior = make_behavior(probe)

@@ -32,6 +32,15 @@ The policy file (``WOES_AUTH_POLICY_FILE``, ``.json`` or ``.toml``)::
     lab-runner = ["lab_reveal"]
     "key:AbCdEfGhIjKl" = ["lab_reveal"]
 
+    throttled = ["lab-runner"]      # callers whose failed authentications are their own
+
+``throttled`` lists the callers whose failed authentications are charged to a
+bucket of their own (``WOES_AUTH_THROTTLE_CALLER``; see :mod:`auth_service.throttle`):
+only callers that authenticate their own credentials, never a gateway that
+forwards its users' (one user's failures would lock every user out).
+``anonymous`` there throttles plaintext callers, each by its address. No caller
+is throttled by default.
+
 Without a policy file the defaults are least privilege:
 
 * mTLS: every caller with a valid certificate may ``verify``; nothing else.
@@ -83,6 +92,7 @@ class Policy:
     default: frozenset[str]
     callers: dict[str, frozenset[str]] = field(default_factory=dict)
     source: str = "built-in"
+    throttled: frozenset[str] = frozenset()
 
     def groups_for(self, identity: str) -> frozenset[str]:
         groups = self.callers.get(identity)
@@ -98,8 +108,10 @@ class Policy:
 
     def describe(self) -> str:
         named = ", ".join(f"{name}={'+'.join(sorted(g)) or '-'}" for name, g in sorted(self.callers.items()))
-        return f"policy {self.source}: default={'+'.join(sorted(self.default)) or '-'}" + (
-            f"; {named}" if named else ""
+        return (
+            f"policy {self.source}: default={'+'.join(sorted(self.default)) or '-'}"
+            + (f"; {named}" if named else "")
+            + (f"; throttled={','.join(sorted(self.throttled))}" if self.throttled else "")
         )
 
 
@@ -125,9 +137,12 @@ def _groups(value, where: str) -> frozenset[str]:
 def parse_policy(data: dict, source: str) -> Policy:
     if not isinstance(data, dict):
         raise ConfigError("policy: the document must be a table/object")
-    extra = sorted(set(data) - {"default", "callers"})
+    extra = sorted(set(data) - {"default", "callers", "throttled"})
     if extra:
-        raise ConfigError(f"policy: unknown keys {extra}; expected 'default' and 'callers'")
+        raise ConfigError(f"policy: unknown keys {extra}; expected 'default', 'callers' and 'throttled'")
+    throttled = data.get("throttled", [])
+    if not isinstance(throttled, list) or not all(isinstance(n, str) and 0 < len(n) <= 80 for n in throttled):
+        raise ConfigError("policy: throttled must be a list of caller names of 1 to 80 characters")
     default = _groups(data.get("default", []), "default")
     callers_raw = data.get("callers", {})
     if not isinstance(callers_raw, dict):
@@ -137,7 +152,7 @@ def parse_policy(data: dict, source: str) -> Policy:
         if not isinstance(name, str) or not name or len(name) > 80:
             raise ConfigError("policy: caller names are 1 to 80 characters")
         callers[name] = _groups(groups, f"callers.{name}")
-    return Policy(default, callers, source)
+    return Policy(default, callers, source, frozenset(throttled))
 
 
 def load_policy(path: str | None, tls: bool) -> Policy:

@@ -179,10 +179,11 @@ def build(
     manager.follow(feed)
 
     metrics = Metrics(cache, feed.staleness) if settings.metrics_listen else None
+    policy = load_policy(settings.policy_file, settings.tls_enabled)
     gate = CallGate(
-        policy=load_policy(settings.policy_file, settings.tls_enabled),
+        policy=policy,
         tls=settings.tls_enabled,
-        throttle=Throttle(parse_rate(settings.throttle_caller), parse_rate(settings.throttle_key)),
+        throttle=Throttle(parse_rate(settings.throttle_caller), policy.throttled),
         resolve_admin=manager.authenticate_admin,
         audit=store.write_audit,
         metrics=metrics,
@@ -195,7 +196,7 @@ def build(
     model = build_model(settings, manager, store) if isinstance(store, SqlStore) else None
     servicer = rpc.AuthServicer(manager, model)
     rpc.add_to_server(servicer, server, gate)
-    envoy.add_to_server(envoy.AuthorizationServicer(manager), server, gate)
+    envoy.add_to_server(envoy.AuthorizationServicer(manager, servicer.count_failure), server, gate)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

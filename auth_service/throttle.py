@@ -1,32 +1,28 @@
-"""Throttling of failed authentications: bounded in-memory token buckets.
+"""Throttling of failed authentications: bounded in-memory token buckets, per caller, opt-in.
 
-Each failed authentication (a call answered ``UNAUTHENTICATED``) takes one
-token from the bucket of its *caller* and one from the bucket of the *key id*
-it named. Buckets refill at a steady rate up to their burst size. Only
-failures create buckets, so valid traffic costs one dictionary lookup per
-bucket kind and never waits.
+A throttle never refuses a credential that verifies because of what someone else sent. Guessing
+a 256-bit secret is hopeless, so a lockout per key id would buy nothing and would hand anyone
+who knows a key id (they are public) a way to lock its owner out; there is no such bucket. What
+needs protecting is the database and the CPU, and the caches do that directly: a key id's record,
+once read, checks every later guess in memory, and unknown key ids come from the negative cache
+(see :mod:`auth_service.cache`).
 
-While either bucket of a call is empty, the call is refused before any work
-with ``RESOURCE_EXHAUSTED`` and the time until a token is back, unless its
-credential was verified recently and is still live (answered from the
-verified cache alone, see :func:`auth_service.interceptors.cached_and_live`).
-Guesses are refused unevaluated; valid traffic is not touched, even when it
-shares a caller with the guesser (a gateway forwarding its users' credentials)
-or a key id with it (key ids are public: a stranger's guesses must not lock a
-key's owner out).
+A per-caller limit remains for callers whose failures are their own: the mTLS identities the
+caller policy lists under ``throttled`` (and ``anonymous`` there: plaintext callers, each by its
+address without the port). Behind a shared identity (an API gateway forwarding its users'
+credentials) one user's failures would be every user's, so no caller is throttled unless the
+policy says so. For a listed caller, each failed authentication (a call answered
+``UNAUTHENTICATED``, or an Envoy ``Check`` denied as unauthenticated) takes one token from its
+bucket; buckets refill at a steady rate up to their burst size (``WOES_AUTH_THROTTLE_CALLER``).
+While its bucket is empty, the caller's calls are refused before any work with
+``RESOURCE_EXHAUSTED`` and the time until a token is back, unless the credential was verified
+recently and is still live (answered from the verified cache alone, see
+:func:`auth_service.interceptors.cached_and_live`).
 
-Which buckets are empty is kept apart (``blocked``, with the time each has a
-token again), so that after a burst of failures, once every bucket has a token
-again, valid calls go back to costing one truthiness test: they do not read
-the peer or the key id while nothing is blocked, however many buckets remain.
-
-Callers are the certificate identity with mTLS; on plaintext loopback, where
-every caller is anonymous, the connection (the peer address and port). Either
-limit can be turned off (``off``): its failures are then not recorded at all.
-A bucket is one number, the time it is full again; refilled buckets are
-forgotten as failures go on (a full bucket and no bucket are the same), and both
-maps are bounded (least recently failed out first), so a flood of made-up key
-ids cannot exhaust memory.
+Which buckets are empty is kept apart (``blocked``, with the time each has a token again), so
+that once every bucket has a token again, calls go back to costing one truthiness test. A bucket
+is one number, the time it is full again; refilled buckets are forgotten as failures go on, and
+the map is bounded (least recently failed out first).
 """
 
 from __future__ import annotations
@@ -139,31 +135,44 @@ class NoBuckets:
 
 
 class Throttle:
-    """Failed-authentication limits per caller and per key id; ``None`` turns a limit off."""
+    """The per-caller limit of failed authentications, charged only to ``throttled`` callers (policy
+    identities; ``anonymous`` for plaintext callers, by address). ``caller`` ``None`` turns it off."""
 
     def __init__(
         self,
         caller: tuple[float, float] | None = (1000, 100),
-        key: tuple[float, float] | None = (20, 2),
+        throttled: frozenset[str] | set[str] = frozenset(),
         max_entries: int = 100_000,
     ):
-        self.callers = TokenBuckets(*caller, max_entries=max_entries) if caller else NoBuckets()
-        self.keys = TokenBuckets(*key, max_entries=max_entries) if key else NoBuckets()
-        # Whether a failure is charged to its caller: when not, the gate need not find out who the
-        # caller is (on plaintext that is the peer address, which grpcio is slow to hand out).
-        self.charges_callers = caller is not None
-        self.charges_keys = key is not None
-        self.refused = {"caller": 0, "key_id": 0}
+        self.throttled = frozenset(throttled)
+        on = caller is not None and bool(self.throttled)
+        self.callers = TokenBuckets(*caller, max_entries=max_entries) if on else NoBuckets()
+        # Whether any failure is charged: when not, the gate need not find out who the caller is
+        # (on plaintext that is the peer address, which grpcio is slow to hand out).
+        self.charges_callers = on
+        self.refused = {"caller": 0}
 
-    def caller_retry_after(self, caller: str) -> float:
-        return self.callers.retry_after(caller) if self.callers.any_blocked() else 0.0
+    def bucket_of(self, identity: str, peer: str | None) -> str | None:
+        """The bucket a failure of ``identity`` is charged to, or ``None`` when it is not throttled.
+        ``peer``: grpcio's peer string, for a plaintext caller (``None`` with mTLS)."""
+        if not self.charges_callers or identity not in self.throttled:
+            return None
+        return identity if peer is None else address_of(peer)
 
-    def key_retry_after(self, key_id: str) -> float:
-        return self.keys.retry_after(key_id) if key_id and self.keys.any_blocked() else 0.0
+    def caller_retry_after(self, bucket: str) -> float:
+        return self.callers.retry_after(bucket) if self.callers.any_blocked() else 0.0
 
-    def failed(self, caller: str, key_id: str) -> None:
-        now = time.monotonic()
-        if self.charges_callers:
-            self.callers.take(caller, now)
-        if key_id and self.charges_keys:
-            self.keys.take(key_id, now)
+    def failed(self, bucket: str | None) -> None:
+        if bucket is not None:
+            self.callers.take(bucket, time.monotonic())
+
+
+def address_of(peer: str) -> str:
+    """grpcio's peer string without its port: ``ipv4:10.0.0.7:51234`` -> ``ipv4:10.0.0.7``,
+    ``ipv6:[::1]:51234`` -> ``ipv6:[::1]``; anything else unchanged. A client opening new
+    connections gets a new port each time, never a new bucket."""
+    if peer.startswith(("ipv4:", "ipv6:")):
+        host, sep, port = peer.rpartition(":")
+        if sep and port.isdigit() and host not in ("ipv4", "ipv6"):
+            return host
+    return peer

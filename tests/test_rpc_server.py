@@ -557,7 +557,7 @@ REASON_TESTS = {
     "INTERNAL": test_reason_internal_hides_the_cause,
     # Caller policy and throttling (tested over mTLS and real connections in their own modules).
     "CALLER_NOT_ALLOWED": _policy_tests.test_refusal_is_permission_denied_with_reason_and_audited,
-    "TOO_MANY_FAILURES": _throttle_tests.test_brute_forcing_caller_is_throttled_while_valid_callers_succeed,
+    "TOO_MANY_FAILURES": _throttle_tests.test_a_throttled_caller_is_refused_for_its_own_failures_but_keeps_verified_credentials,
 }
 
 
