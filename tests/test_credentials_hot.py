@@ -548,3 +548,37 @@ def test_a_refusal_of_the_full_rule_is_remembered_once_the_negative_cache_holds_
     assert _repeat(hot, b"first sight") == unknown.key_id
     for wire in (b"not refused yet", b"invalid scopes", b"caller too long", b"cached", b"malformed", b"widget"):
         assert _repeat(hot, wire) is None
+
+
+def test_a_guess_naming_a_key_id_with_a_known_record_is_refused_by_the_probe_as_the_full_rule_does(hot):
+    """Once a key id's record was read, a well-formed credential naming it with another secret is
+    refused from memory: by the probe exactly as the full rule refuses it (same error, same counts,
+    no store read), and the key's real credential still verifies."""
+    issued = _issue(hot)
+    key_id = issued.key.key_id
+    first = tokens.mint(KeyKind.SERVER, key_id).token
+    fast, full = _agrees(hot, first, ("messages:read",), "svc")
+    assert fast is None and full.reason == "CREDENTIAL_UNKNOWN"  # first sight: the store read
+    reads = hot.store_reads
+    for _ in range(5):
+        guess, other = tokens.mint(KeyKind.SERVER, key_id).token, tokens.mint(KeyKind.SERVER, key_id).token
+        before = _trace(hot)
+        fast = hot.authenticate_cached(guess, ("messages:read",), "svc")
+        probed = tuple(b - a for a, b in zip(before, _trace(hot), strict=True))
+        before = _trace(hot)
+        full = _full(hot, other, ("messages:read",), "svc")
+        assert isinstance(fast, CredentialUnknown) and full.reason == fast.reason and full.message == fast.message
+        assert probed == tuple(b - a for a, b in zip(before, _trace(hot), strict=True))  # the same counts
+    assert hot.store_reads == reads
+    # The real credential, never seen before, verifies from the remembered record (no read either).
+    assert _agrees(hot, issued.secret)[1].key_id == key_id and hot.store_reads == reads
+    # Verified now: guesses are checked against its entry; a widget key's entry refuses server guesses.
+    assert isinstance(hot.authenticate_cached(tokens.mint(KeyKind.SERVER, key_id).token), CredentialUnknown)
+    widget = _issue(hot, KeyKind.WIDGET)
+    hot.verify_widget_key(widget.secret, "")
+    fast, full = _agrees(hot, tokens.mint(KeyKind.SERVER, widget.key.key_id).token)
+    assert isinstance(fast, CredentialUnknown) and full.reason == "CREDENTIAL_UNKNOWN"
+    # A revocation forgets the record: the next guess reads the store again.
+    hot.revoke(ACTOR, key_id, "test")
+    assert hot.cache.record_of(key_id) is None
+    assert hot.authenticate_cached(tokens.mint(KeyKind.SERVER, key_id).token) is None
