@@ -43,3 +43,11 @@ def call_error(fn, *args, **kwargs) -> RichError:
     except grpc.RpcError as err:
         return rich_error(err)
     raise AssertionError("the call succeeded but was expected to fail")
+
+
+def throttled_plaintext_policy(folder) -> str:
+    """A policy file for a plaintext server under test that throttles its (anonymous) callers by
+    address, as the built-in policy never does; returns its path."""
+    path = folder / "throttled-policy.toml"
+    path.write_text('throttled = ["anonymous"]\n\n[callers]\nanonymous = ["verify", "admin", "lab_reveal"]\n')
+    return str(path)

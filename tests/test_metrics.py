@@ -16,12 +16,18 @@ from auth_service import tokens
 from auth_service.config import Settings
 from auth_service.tokens import KeyKind
 from tests.conftest import free_port, start_live_server
-from tests.helpers import call_error
+from tests.helpers import call_error, throttled_plaintext_policy
 
 
 @pytest.fixture
-def metered_server(sqlite_url, pepper):
-    srv = start_live_server(sqlite_url, pepper, metrics_listen="127.0.0.1:0", throttle_caller="3/0.01")
+def metered_server(sqlite_url, pepper, tmp_path):
+    srv = start_live_server(
+        sqlite_url,
+        pepper,
+        metrics_listen="127.0.0.1:0",
+        throttle_caller="3/0.01",
+        policy_file=throttled_plaintext_policy(tmp_path),
+    )
     yield srv
     srv.channel.close()
     srv.runtime.stop(0.5)

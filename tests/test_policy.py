@@ -21,6 +21,7 @@ from tests.sec_support import stub, tls_channel, tls_settings
 
 POLICY_TOML = """
 default = []
+throttled = ["gateway"]  # in these tests: its failed authentications are its own
 
 [callers]
 gateway = ["verify"]

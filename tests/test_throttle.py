@@ -26,7 +26,7 @@ from auth_service.policy import VERIFY, load_policy, parse_policy
 from auth_service.throttle import Throttle, TokenBuckets, address_of
 from auth_service.tokens import KeyKind
 from tests.conftest import start_live_server
-from tests.helpers import rich_error
+from tests.helpers import rich_error, throttled_plaintext_policy
 
 # Channels with equal arguments share one connection unless told not to.
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
@@ -401,9 +401,9 @@ def test_a_flood_of_unknown_key_ids_costs_one_store_read_each_and_refuses_nobody
 def throttled_server(sqlite_url, pepper, tmp_path):
     """Plaintext callers listed as throttled (by address), with a slow refill so that timing on a
     busy machine cannot matter."""
-    policy = tmp_path / "policy.toml"
-    policy.write_text('callers.anonymous = ["verify", "admin"]\nthrottled = ["anonymous"]\n')
-    srv = start_live_server(sqlite_url, pepper, throttle_caller="5/0.01", policy_file=str(policy))
+    srv = start_live_server(
+        sqlite_url, pepper, throttle_caller="5/0.01", policy_file=throttled_plaintext_policy(tmp_path)
+    )
     yield srv
     srv.channel.close()
     srv.runtime.stop(0.5)
