@@ -595,7 +595,7 @@ def measured(h2load, server, frames, workdir, name, *, expect: str, clients=None
         result["throttled"] = sum(
             a.get("throttled", {}).get(scope, 0) - b.get("throttled", {}).get(scope, 0)
             for b, a in zip(before, after, strict=True)
-            for scope in ("caller", "key_id")
+            for scope in ("caller",)
         )
         result["errors"] = (
             sum(v for k, v in outcomes.items() if k not in (expect, "CREDENTIAL_MALFORMED"))
@@ -618,31 +618,50 @@ def measured(h2load, server, frames, workdir, name, *, expect: str, clients=None
     return result
 
 
-def mixed_flood_credentials(n: int) -> list[str]:
+def guesses(key_ids: list[str], n: int) -> list[str]:
+    """``n`` well-formed server credentials (valid checksum) naming ``key_ids`` in turn, each with a
+    fresh random secret: what someone who knows the (public) key ids can send."""
+    return [tokens.mint(tokens.KeyKind.SERVER, key_ids[i % len(key_ids)]).token for i in range(n)]
+
+
+def _bad_checksum(token: str) -> str:
+    return token[:-1] + ("A" if token[-1] != "A" else "B")
+
+
+def mixed_flood_credentials(n: int, victims: list[str]) -> list[str]:
     """``n`` bad credentials of one length, in equal parts: random strings (no credential shape),
-    malformed credentials (the shape, a wrong checksum) and well-formed unknown ones."""
+    malformed credentials (the shape, a wrong checksum), well-formed unknown ones, and, naming the
+    key ids of ``victims`` (the valid callers' own keys), wrong secrets and malformed strings."""
     alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
     out = []
     for i in range(n):
         token = tokens.mint(tokens.KeyKind.SERVER).token
-        if i % 3 == 0:
+        kind = i % 5
+        if kind == 0:
             out.append("".join(random.choice(alphabet) for _ in range(len(token))))
-        elif i % 3 == 1:
-            last = token[-1]
-            out.append(token[:-1] + ("A" if last != "A" else "B"))
-        else:
+        elif kind == 1:
+            out.append(_bad_checksum(token))
+        elif kind == 2:
             out.append(token)
+        else:
+            guess = guesses([random.choice(victims)], 1)[0]
+            out.append(guess if kind == 3 else _bad_checksum(guess))
     random.shuffle(out)
     return out
 
 
-def valid_beside_flood(h2load, server, channels, warm_frames, workdir, flood_rate: int) -> dict:
+def frames_of(credentials: list[str]) -> list[bytes]:
+    return [grpc_frame(request_bytes(c)) for c in credentials]
+
+
+def valid_beside_flood(h2load, server, channels, warm_frames, workdir, flood_rate: int, victims: list[str]) -> dict:
     """Valid traffic at full load, alone and beside a flood of bad credentials at ``flood_rate``
-    calls/s on connections of its own, in turn (every other round the other way round)."""
+    calls/s on connections of its own, in turn (every other round the other way round). The flood
+    names the valid callers' own key ids (``victims``) too: none of their calls may be refused."""
     clients = 2 * WORKERS
     rounds = []
     for n in range(BESIDE_ROUNDS):
-        bad = mixed_flood_credentials(BESIDE_FLOOD_CREDENTIALS)
+        bad = mixed_flood_credentials(BESIDE_FLOOD_CREDENTIALS, victims)
         on_every_worker(channels, bad)  # first sight of each digest (only the well-formed unknown ones reach the store)
         flood_frames = [grpc_frame(request_bytes(c)) for c in bad]
 
@@ -742,7 +761,7 @@ def main() -> int:
     pepper_text = new_pepper_text()
     pepper = Pepper(Keyring.parse(pepper_text))
     url = f"sqlite:///{workdir / 'bench.db'}"
-    n_keys = max(RSS_KEYS, WARM_KEYS + CHURN_KEYS)
+    n_keys = max(RSS_KEYS, 2 * WARM_KEYS + CHURN_KEYS + 1)
     say(f"seeding {n_keys} keys")
     keys, admin = seed(url, pepper, n_keys)
     warm_keys = keys[:WARM_KEYS]
@@ -750,6 +769,11 @@ def main() -> int:
     unknown = [tokens.mint(tokens.KeyKind.SERVER).token for _ in range(WARM_KEYS)]
     warm_frames = [grpc_frame(request_bytes(k)) for k in warm_keys]
     unknown_frames = [grpc_frame(request_bytes(k)) for k in unknown]
+    # Key ids of real keys whose credentials are never sent: one whose secret a flood varies, and
+    # WARM_KEYS that a flood names with wrong secrets.
+    victim_id = tokens.parse(keys[WARM_KEYS + CHURN_KEYS]).key_id
+    named_ids = [tokens.parse(k).key_id for k in keys[WARM_KEYS + CHURN_KEYS + 1 : 2 * WARM_KEYS + CHURN_KEYS + 1]]
+    warm_ids = [tokens.parse(k).key_id for k in warm_keys]
     env = server_env(workdir, pepper_text, url)
     results: dict = {"machine": machine(), "h2load": h2load_version(h2load), "cases": {}}
     say("the handler's own time, in a loop")
@@ -834,6 +858,28 @@ def main() -> int:
         calls = max(1, sum(cases["flood"]["grpc_outcomes"].values()))
         cases["flood"]["store_reads_per_1000_calls"] = 1000 * cases["flood"]["hot_path_store_reads"] / calls
         cases["flood"]["store_statements_per_1000_calls"] = 1000 * cases["flood"]["store_statements"] / calls
+        # 4b. a flood varying the secret of one real key id (every request a fresh secret), after
+        # each worker read that key id's record once; 4c. the same over WARM_KEYS real key ids.
+        say("case 4b: flood of fresh secrets for one real key id")
+        on_every_worker(channels, guesses([victim_id], 2))
+        cases["flood_secrets"] = measured(
+            h2load,
+            server,
+            frames_of(guesses([victim_id], WARM_KEYS)),
+            workdir,
+            "flood-secrets",
+            expect="CREDENTIAL_UNKNOWN",
+        )
+        say(f"case 4c: flood of fresh secrets naming {len(named_ids)} real key ids")
+        on_every_worker(channels, guesses(named_ids, len(named_ids)))
+        cases["flood_key_ids"] = measured(
+            h2load,
+            server,
+            frames_of(guesses(named_ids, WARM_KEYS)),
+            workdir,
+            "flood-key-ids",
+            expect="CREDENTIAL_UNKNOWN",
+        )
         # 5. warm traffic while another client revokes and rotates other cached keys.
         say("case 5: warm traffic while keys are revoked and rotated continuously")
         on_every_worker(channels, churn_keys)
@@ -845,7 +891,9 @@ def main() -> int:
         # Valid callers beside a flood of random, malformed and unknown credentials.
         flood_rate = int(cases["baseline"]["calls_per_s"] * BESIDE_FLOOD_SHARE / 100)
         say(f"valid traffic alone and beside a flood of bad credentials at {flood_rate} calls/s, {BESIDE_ROUNDS} times")
-        results["beside_flood"] = valid_beside_flood(h2load, server, channels, warm_frames, workdir, flood_rate)
+        results["beside_flood"] = valid_beside_flood(
+            h2load, server, channels, warm_frames, workdir, flood_rate, warm_ids
+        )
         # Interleaved rounds: on a shared machine the throughput of one 6-second run drifts by tens
         # of per cent, so the ratios that decide the targets are measured back to back, baseline
         # (kept running on a second port), warm and flood, ROUNDS times; the medians count. Every
@@ -901,11 +949,35 @@ def main() -> int:
                         duration=ROUND_DURATION,
                     )
 
-                order = ("baseline", "baseline_python", "warm", "flood")
+                def run_flood_secrets(n=n):
+                    # Fresh secrets every round, never seen before: each call is a first sight.
+                    return measured(
+                        h2load,
+                        server,
+                        frames_of(guesses([victim_id], WARM_KEYS)),
+                        workdir,
+                        f"round{n}-flood-secrets",
+                        expect="CREDENTIAL_UNKNOWN",
+                        duration=ROUND_DURATION,
+                    )
+
+                def run_flood_key_ids(n=n):
+                    return measured(
+                        h2load,
+                        server,
+                        frames_of(guesses(named_ids, WARM_KEYS)),
+                        workdir,
+                        f"round{n}-flood-key-ids",
+                        expect="CREDENTIAL_UNKNOWN",
+                        duration=ROUND_DURATION,
+                    )
+
+                order = ("baseline", "baseline_python", "warm", "flood", "flood_secrets", "flood_key_ids")
                 if n % 2:
                     order = order[::-1]
                 runs = {"baseline": run_baseline, "baseline_python": run_baseline_python}
                 runs.update(warm=run_warm, flood=run_flood)
+                runs.update(flood_secrets=run_flood_secrets, flood_key_ids=run_flood_key_ids)
                 got = {case: runs[case]() for case in order}
                 b, w, f = got["baseline"], got["warm"], got["flood"]
                 rounds.append(
@@ -915,6 +987,12 @@ def main() -> int:
                         "baseline_python": {k: got["baseline_python"].get(k) for k in ROUND_FIELDS},
                         "warm": {k: w.get(k) for k in (*ROUND_FIELDS, "calls_per_worker")},
                         "flood": {k: f.get(k) for k in (*ROUND_FIELDS, "calls_per_worker", "hot_path_store_reads")},
+                        **{
+                            case: {
+                                k: got[case].get(k) for k in (*ROUND_FIELDS, "calls_per_worker", "hot_path_store_reads")
+                            }
+                            for case in ("flood_secrets", "flood_key_ids")
+                        },
                     }
                 )
         finally:
@@ -923,7 +1001,7 @@ def main() -> int:
         results["rounds"] = rounds
         results["round_medians"] = {
             f"{case}_{what}": statistics.median(r[case][key] / (r["baseline"][key] or 1) for r in rounds)
-            for case in ("warm", "flood", "baseline_python")
+            for case in ("warm", "flood", "flood_secrets", "flood_key_ids", "baseline_python")
             for what, key in (
                 ("ratio", "calls_per_s"),
                 ("p99_ratio", "p99_ms"),
@@ -972,8 +1050,8 @@ def table(r: dict) -> str:
         f"Machine: {m['cores']} cores, {m['cpu']}, {m['os']}; Python {m['python']}, grpcio {m['grpcio']}, "
         f"protobuf {m['protobuf']}; {r['h2load']}.",
         f"Load: h2load, {s['connections']} connections x {s['streams_per_connection']} streams, {s['duration_s']} s per case; "
-        f"{s['workers']} workers; server and h2load share the machine; per-caller throttle off (one load "
-        "generator), per-key-id throttle at its default; errors include throttled calls"
+        f"{s['workers']} workers; server and h2load share the machine; no caller throttled (the built-in "
+        "policy); errors include throttled calls"
         + (f"; cache TTL {s['cache_ttl_s']:.0f} s (longer than the run)." if s.get("cache_ttl_s") else "."),
         "",
         "| case | calls/s | vs baseline | p50 ms | p99 ms | p99 vs baseline | server CPU µs/call | errors | torn bodies |",
@@ -984,10 +1062,14 @@ def table(r: dict) -> str:
         "warm": f"2. Authenticate, warm cache, {s['warm_keys']:,} keys",
         "cold": "3. Authenticate, cold cache right after start",
         "flood": "4. flood of well-formed unknown credentials",
+        "flood_secrets": "4b. flood of fresh secrets for one real key id",
+        "flood_key_ids": f"4c. flood of fresh secrets naming {s['warm_keys']:,} real key ids",
         "churn": "5. Authenticate during continuous revoke/rotate",
     }
-    for key in ("baseline", "warm", "cold", "flood", "churn"):
-        c = r["cases"][key]
+    for key in ("baseline", "warm", "cold", "flood", "flood_secrets", "flood_key_ids", "churn"):
+        c = r["cases"].get(key)
+        if c is None:
+            continue
         lines.append(
             f"| {names[key]} | {c['calls_per_s']:,.0f} | {100 * c['ratio_to_baseline']:.0f} % | {c.get('p50_ms', 0):.2f} | "
             f"{c.get('p99_ms', 0):.2f} | {c.get('p99_ratio_to_baseline', 0):.2f}x | "
@@ -1034,6 +1116,16 @@ def table(r: dict) -> str:
             f"{sum(x['flood']['hot_path_store_reads'] for x in r['rounds'])}. Server CPU per call against the "
             f"baseline's, same rounds: warm {med['warm_cpu_ratio']:.2f}x, flood {med['flood_cpu_ratio']:.2f}x.",
         ]
+        for case, label in (
+            ("flood_secrets", "fresh secrets, one key id"),
+            ("flood_key_ids", "fresh secrets, many key ids"),
+        ):
+            if f"{case}_ratio" in med:
+                lines.append(
+                    f"- Flood of {label} (4b/4c), same rounds: {100 * med[f'{case}_ratio']:.0f} % of the baseline's "
+                    f"calls/s (rounds: {per_round(case)}), p99 {med[f'{case}_p99_ratio']:.2f}x, server CPU per call "
+                    f"{med[f'{case}_cpu_ratio']:.2f}x; store reads {sum(x[case]['hot_path_store_reads'] for x in r['rounds'])}."
+                )
         spent = r.get("handler_time_us")
         if spent and "warm_cold_us" in spent and "baseline_python_ratio" in med:
             lines.append(
@@ -1049,7 +1141,8 @@ def table(r: dict) -> str:
     beside = r.get("beside_flood")
     if beside:
         lines += [
-            f"- Valid callers beside a flood (random, malformed and unknown credentials in equal parts, asked at "
+            f"- Valid callers beside a flood (random, malformed and unknown credentials, and wrong secrets and "
+            f"malformed strings naming the valid callers' own key ids, in equal parts, asked at "
             f"{beside['flood_share_of_baseline_pct']} % of the baseline's calls/s over {beside['flood_connections']} "
             f"connections of its own; valid traffic alone and beside it in turn, {len(beside['rounds'])} times): "
             f"valid calls/s {100 * beside['median_ratio']:.0f} % of alone (rounds: "
