@@ -69,6 +69,10 @@ _KEY_ID_END = _KEY_ID_AT + tokens.KEY_ID_LEN
 # never raised and never changed (it carries no detail of the credential), so that a flood of
 # made-up credentials builds no exception per call.
 KNOWN_UNKNOWN = CredentialUnknown("unknown credential")
+# The same refusal found against a key id's record (a secret other than the key's): the same
+# answer, apart only so that the request is not remembered by its bytes (the grant memo's refusal
+# records follow the negative cache, which does not hold such a digest; a guess is rarely repeated).
+WRONG_SECRET = CredentialUnknown("unknown credential")
 _TOO_LONG = f"the credential is longer than {tokens.MAX_CREDENTIAL_LEN} characters"
 # The probe's refusals of strings that are no credential, one shared instance per message (the
 # messages of tokens.problem and _TOO_LONG: a handful), never raised, never changed.
@@ -444,7 +448,7 @@ class CredentialManager:
                 ):
                     self.cache.count_miss()
                     self.cache.count_negative_hit()
-                    return KNOWN_UNKNOWN
+                    return WRONG_SECRET
             return None
         if digest is not None:
             self.cache.count_miss()  # the full rule looked the digest up first

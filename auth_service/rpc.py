@@ -19,7 +19,7 @@ from woes.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from woes.auth.v1 import resources_pb2 as res
 
 from .cache import CachedKey, Principal
-from .credentials import KNOWN_UNKNOWN, CredentialManager, IssueSpec
+from .credentials import KNOWN_UNKNOWN, WRONG_SECRET, CredentialManager, IssueSpec
 from .errors import AuthError, Category, FieldViolation, InternalError, InvalidArgument
 from .models import KeyRecord, utcnow
 from .rpc_model import COUNTED_FAILURES, ModelRpcMixin
@@ -324,7 +324,7 @@ class AuthServicer(ModelRpcMixin, pb_grpc.AuthServiceServicer):
             model.failures.record("Authenticate", reason, error.metadata.get("key_id", ""))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("Authenticate refused: %s", reason, extra={"method": "Authenticate", "code": reason})
-        status = _KNOWN_UNKNOWN_STATUS if error is KNOWN_UNKNOWN else _grpc_status(error)
+        status = _KNOWN_UNKNOWN_STATUS if error is KNOWN_UNKNOWN or error is WRONG_SECRET else _grpc_status(error)
         context.set_code(status.code)
         context.set_details(status.details)
         context.set_trailing_metadata(status.trailing_metadata)

@@ -456,3 +456,12 @@ def test_grant_memo_records_of_one_caller_share_its_name(clock):
     memo.remember(digest(2), digest(102), e, two)
     _new_hasher, lookup, _lookup_refusal = memo.hot_path()
     assert lookup(digest(1))[2] is lookup(digest(2))[2]
+
+
+def test_the_memo_drops_its_oldest_records_in_batches_and_never_exceeds_its_bound():
+    memo = cache_mod.GrantMemo(max_entries=64, max_refusals=32)
+    for n in range(1000):
+        memo.remember_refusal(n.to_bytes(32, "big"), b"d" * 32, "k" * 12)
+        assert memo.refusals() <= 32
+    held = [n for n in range(1000) if memo._refusals.get(n.to_bytes(32, "big")) is not None]
+    assert held == list(range(1000 - len(held), 1000)) and len(held) >= 30  # the newest, in order
