@@ -284,7 +284,7 @@ def cmd_dev_certs(args: argparse.Namespace) -> int:
         f"  WOES_AUTH_TLS_CERT={out / 'server.pem'} WOES_AUTH_TLS_KEY={out / 'server-key.pem'} "
         f"WOES_AUTH_TLS_CLIENT_CA={out / 'ca.pem'} woes-auth serve"
     )
-    print("Client certificates name their service in a SAN URI spiffe://woes/service/<name>.")
+    print("Client certificates name their service in a URI SAN spiffe://woes/service/<name> (the only SAN read).")
     return 0
 
 

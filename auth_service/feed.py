@@ -2,8 +2,8 @@
 
 Each process polls ``key_changes`` for sequence numbers above the last one it
 saw, every ``interval`` seconds, and drops those keys from its cache. A
-revocation made through any process is therefore refused by every process
-within ``interval`` plus one query's time.
+change made through any process is therefore applied by every process within
+``interval`` plus one query's time of its commit.
 
 Where the store can push changes (PostgreSQL LISTEN/NOTIFY, see
 :mod:`auth_service.store.pg_listen`), a listener thread wakes the follower as
@@ -11,13 +11,22 @@ soon as a change commits, so the delay is one notification plus one query
 (milliseconds); the polling goes on underneath as the fallback and safety net.
 
 Sequence numbers are allocated when a transaction inserts and become visible
-when it commits, so on a database with concurrent writers a higher number can
-be seen before a lower one. Numbers skipped over are kept as *gaps* and asked
-for again on every poll for ``gap_timeout`` seconds (a rolled-back
-transaction leaves a gap that never fills).
+when it commits, so on a database with concurrent writers (PostgreSQL) a
+higher number can be seen before a lower one. Numbers skipped over are kept
+as *gaps* and asked for again on every poll until the store shows that no
+transaction can still commit them (:meth:`CredentialStore.change_horizon`):
+a gap is given up only once every write transaction that had begun when it
+was first seen has ended and one more read still does not find it (a
+rolled-back transaction leaves a gap that never fills). An unresolved gap is
+therefore never a skipped change, however long its transaction stays open; a
+gap open longer than ``gap_timeout`` seconds is reported once in the log. On
+SQLite writers are serialised, numbers become visible in order, and a gap
+(only ever left by deleted rows) is given up at once.
 
-Followers start at the feed's end and never need old entries, so every
-``prune_every`` seconds a follower deletes those older than ``keep``.
+A follower starts at the feed's end (its cache is empty, so history is not
+needed), keeping as gaps the numbers missing below it, which a transaction
+still running may yet commit. Every ``prune_every`` seconds a follower deletes
+entries older than ``keep``.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from .errors import StoreUnavailable
@@ -33,6 +43,24 @@ from .models import utcnow
 from .store import CredentialStore
 
 log = logging.getLogger(__name__)
+
+BATCH = 1000
+"""Changes read per query; a full batch is followed by another read at once."""
+
+
+@dataclass(slots=True)
+class _Gap:
+    """Sequence numbers ``lo`` to ``hi`` (inclusive), not seen although a higher one was."""
+
+    lo: int
+    hi: int
+    first_seen: float  # monotonic
+    # The store's horizon ``upcoming`` read after the gap was first seen: every transaction that
+    # may hold one of its numbers is older. None until read.
+    barrier: int | None = None
+    # Every such transaction had ended when the horizon was read: a read after that settles it.
+    ended: bool = False
+    reported: bool = False
 
 
 class ChangeFeedFollower:
@@ -50,7 +78,7 @@ class ChangeFeedFollower:
         self.interval = interval
         self.gap_timeout = gap_timeout
         self._last_seq = 0
-        self._gaps: dict[int, float] = {}
+        self._gaps: list[_Gap] = []
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -68,9 +96,17 @@ class ChangeFeedFollower:
     def last_seq(self) -> int:
         return self._last_seq
 
+    def pending_gaps(self) -> tuple[tuple[int, int], ...]:
+        """The sequence numbers still asked for (a transaction may yet commit them), as inclusive ranges."""
+        return tuple(sorted((gap.lo, gap.hi) for gap in self._gaps))
+
     def start(self) -> None:
-        """Start from the feed's current end (the cache is empty, so history is not needed)."""
+        """Start from the feed's current end, the missing numbers below it kept as gaps."""
         self._last_seq = self._store.latest_change()
+        now = time.monotonic()
+        self._gaps = [_Gap(lo, hi, now) for lo, hi in self._store.missing_changes(self._last_seq)]
+        if self._gaps:
+            self._settle_gaps(now)
         self.last_success = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="woes-auth-change-feed", daemon=True)
         self._thread.start()
@@ -98,26 +134,64 @@ class ChangeFeedFollower:
     def poll_once(self) -> int:
         """Read and apply new changes; returns how many were applied."""
         now = time.monotonic()
-        for seq, first_seen in list(self._gaps.items()):
-            if now - first_seen > self.gap_timeout:
-                del self._gaps[seq]
         applied = 0
         while True:
-            batch = self._store.changes_since(self._last_seq, tuple(sorted(self._gaps)))
+            also = tuple((gap.lo, gap.hi) for gap in self._gaps)
+            batch = self._store.changes_since(self._last_seq, also, BATCH)
             for change in batch:
                 self._on_change(change.key_id, change.change)
                 applied += 1
-                if change.seq in self._gaps:
-                    del self._gaps[change.seq]
-                elif change.seq > self._last_seq:
-                    for missing in range(self._last_seq + 1, change.seq):
-                        self._gaps.setdefault(missing, now)
+                if change.seq > self._last_seq:
+                    if change.seq > self._last_seq + 1:
+                        self._gaps.append(_Gap(self._last_seq + 1, change.seq - 1, now))
                     self._last_seq = change.seq
-            if len(batch) < 1000:
+                else:
+                    self._fill(change.seq)
+            if len(batch) < BATCH:
                 break
+        # A gap marked ended was so before this read (marks are made after reads): every
+        # transaction that could fill it had ended, so what this read did not find never committed.
+        self._gaps = [gap for gap in self._gaps if not gap.ended]
+        if self._gaps:
+            self._settle_gaps(now)
         self.last_success = time.monotonic()
         self.polls += 1
         return applied
+
+    def _fill(self, seq: int) -> None:
+        """``seq`` was seen: take it out of the gap that holds it."""
+        for i, gap in enumerate(self._gaps):
+            if gap.lo <= seq <= gap.hi:
+                parts = []
+                if gap.lo < seq:
+                    parts.append(_Gap(gap.lo, seq - 1, gap.first_seen, gap.barrier, gap.ended, gap.reported))
+                if seq < gap.hi:
+                    parts.append(_Gap(seq + 1, gap.hi, gap.first_seen, gap.barrier, gap.ended, gap.reported))
+                self._gaps[i : i + 1] = parts
+                return
+
+    def _settle_gaps(self, now: float) -> None:
+        """Ask the store which gaps no running transaction can fill any more (after a read)."""
+        horizon = self._store.change_horizon(mark=any(gap.barrier is None for gap in self._gaps))
+        if horizon is None:
+            # Numbers become visible in order: one missing below a visible one never appears.
+            self._gaps = []
+            return
+        oldest, upcoming = horizon
+        for gap in self._gaps:
+            if gap.barrier is None:
+                gap.barrier = upcoming
+            if gap.barrier is not None and oldest >= gap.barrier:
+                gap.ended = True
+            elif not gap.reported and now - gap.first_seen > self.gap_timeout:
+                gap.reported = True
+                log.warning(
+                    "change feed: sequence numbers %d to %d not committed after %.0f s (a write transaction "
+                    "is open on the database); still asked for on every poll",
+                    gap.lo,
+                    gap.hi,
+                    now - gap.first_seen,
+                )
 
     def _maybe_prune(self) -> None:
         if time.monotonic() - self._last_prune < self.prune_every:

@@ -6,9 +6,11 @@ certificate names its service in a subject alternative name of type URI:
     spiffe://woes/service/<name>
 
 where ``<name>`` is 1 to 64 characters of ``a-z 0-9 . _ -``. That name is the
-caller's identity in the policy file (:mod:`auth_service.policy`). A
-certificate without such a SAN (but signed by the client CA) is the identity
-``unnamed``, which gets only the policy's default groups.
+caller's identity in the policy file (:mod:`auth_service.policy`). Only URI
+SANs count: the same text in a DNS or email SAN names nobody. A certificate
+without such a URI SAN, or with URI SANs naming two services (but signed by
+the client CA), is the identity ``unnamed``, which gets only the policy's
+default groups.
 
 ``woes-auth dev-certs`` writes a development CA, a server certificate for
 ``localhost``/``127.0.0.1``/``::1`` and one client certificate per named
@@ -42,29 +44,34 @@ def service_uri(name: str) -> str:
     return SPIFFE_PREFIX + name
 
 
-def identity_from_sans(sans: list[str]) -> str:
-    """The caller's service name from its certificate's SAN values, or ``unnamed``."""
-    for value in sans:
+def identity_from_sans(uris: list[str]) -> str:
+    """The caller's service name from its certificate's URI SAN values, or ``unnamed``.
+
+    Exactly one service may be named: a certificate whose URI SANs name two different services
+    is ``unnamed`` (a SPIFFE identity document carries one). Pass URI SANs only: a DNS or email
+    SAN that reads like a service URI is no identity."""
+    names = set()
+    for value in uris:
         if value.startswith(SPIFFE_PREFIX):
             name = value[len(SPIFFE_PREFIX) :]
             if SERVICE_NAME_RE.fullmatch(name):
-                return name
-    return UNNAMED
+                names.add(name)
+    return names.pop() if len(names) == 1 else UNNAMED
 
 
 def identity_from_auth_context(auth_context: dict) -> str | None:
     """The caller identity of a gRPC call, or ``None`` when the transport is not TLS.
 
-    gRPC lists every SAN of the verified peer certificate under
-    ``x509_subject_alternative_name`` (URIs also under ``peer_uri``).
+    Only the verified peer certificate's URI SANs count, which gRPC lists under ``peer_uri``;
+    ``x509_subject_alternative_name`` mixes every SAN type (DNS, email, IP) and is not read.
     """
     if not auth_context or b"ssl" not in auth_context.get("transport_security_type", ()):
         return None
-    values: list[str] = []
-    for key in ("peer_uri", "x509_subject_alternative_name"):
-        for raw in auth_context.get(key, ()):
-            values.append(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw))
-    return identity_from_sans(values)
+    uris = [
+        raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        for raw in auth_context.get("peer_uri", ())
+    ]
+    return identity_from_sans(uris)
 
 
 # -- server credentials -----------------------------------------------------

@@ -1,4 +1,4 @@
-"""ChangeFeedFollower: applying changes, tracking sequence gaps, staleness, outages."""
+"""ChangeFeedFollower: applying changes, tracking sequence gaps until the store settles them, staleness, outages."""
 
 from __future__ import annotations
 
@@ -13,32 +13,70 @@ from auth_service.store import Change
 
 
 class FeedStore:
-    """Just the change-feed methods of a store, over a list whose commits the test controls.
+    """Just the change-feed methods of a store, over changes and transactions the test controls.
 
-    ``visible`` holds the committed changes; a sequence number can be allocated
-    (by a transaction still running) long before it becomes visible.
+    ``visible`` holds the committed changes; a sequence number can be drawn by a transaction
+    (``begin``) long before it becomes visible (``commit``), or never (``rollback``). Transactions
+    get increasing ids, as PostgreSQL's do; ``ordered`` makes a store whose changes become
+    visible in the order of their numbers (SQLite).
     """
 
-    def __init__(self):
+    def __init__(self, ordered: bool = False):
         self.visible: dict[int, Change] = {}
-        self.calls: list[tuple[int, tuple[int, ...]]] = []
+        self.calls: list[tuple[int, tuple[tuple[int, int], ...]]] = []
         self.down = False
         self.limit = 1000
+        self.ordered = ordered
+        self.running: dict[object, int] = {}  # sequence number (or any name) -> transaction id
+        self.next_id = 1
+        self.after_read = None
+
+    def begin(self, name) -> None:
+        self.running[name] = self.next_id
+        self.next_id += 1
 
     def commit(self, seq: int, key_id: str, change: str = "revoked") -> None:
+        self.running.pop(seq, None)
         self.visible[seq] = Change(seq, key_id, change)
+
+    def end(self, name) -> None:
+        del self.running[name]
 
     def latest_change(self) -> int:
         if self.down:
             raise StoreUnavailable()
         return max(self.visible, default=0)
 
-    def changes_since(self, seq: int, also: tuple[int, ...] = (), limit: int = 1000) -> list[Change]:
+    def changes_since(self, seq: int, also=(), limit: int = 1000) -> list[Change]:
         if self.down:
             raise StoreUnavailable()
         self.calls.append((seq, tuple(also)))
-        wanted = sorted(s for s in self.visible if s > seq or s in also)
-        return [self.visible[s] for s in wanted[: min(limit, self.limit)]]
+        wanted = sorted(s for s in self.visible if s > seq or any(lo <= s <= hi for lo, hi in also))
+        got = [self.visible[s] for s in wanted[: min(limit, self.limit)]]
+        if self.after_read is not None:
+            self.after_read()
+        return got
+
+    def missing_changes(self, seq: int) -> list[tuple[int, int]]:
+        if self.ordered:
+            return []
+        ranges: list[tuple[int, int]] = []
+        for n in range(1, seq + 1):
+            if n not in self.visible:
+                if ranges and ranges[-1][1] == n - 1:
+                    ranges[-1] = (ranges[-1][0], n)
+                else:
+                    ranges.append((n, n))
+        return ranges
+
+    def change_horizon(self, mark: bool = False) -> tuple[int, int | None] | None:
+        if self.ordered:
+            return None
+        oldest = min(self.running.values(), default=self.next_id)
+        if not mark:
+            return oldest, None
+        self.next_id += 1  # the mark is a transaction id of its own, ended at once
+        return oldest, self.next_id - 1
 
 
 class Clock:
@@ -77,9 +115,10 @@ def test_applies_changes_in_order_and_advances(clock):
 
 
 def test_a_late_commit_below_the_high_water_mark_is_not_missed(clock):
-    """Sequence 2 is allocated before 3 but commits after it: it must still be applied."""
+    """Sequence 2 is drawn before 3 but commits after it: it must still be applied."""
     store, applied = FeedStore(), []
     f = follower(store, applied)
+    store.begin(2)
     store.commit(1, "a")
     store.commit(3, "c")
     f.poll_once()
@@ -87,7 +126,7 @@ def test_a_late_commit_below_the_high_water_mark_is_not_missed(clock):
     assert f.last_seq == 3
     assert store.calls[-1] == (0, ())
     f.poll_once()
-    assert store.calls[-1] == (3, (2,))  # the gap is asked for again
+    assert store.calls[-1] == (3, ((2, 2),))  # the gap is asked for again
     store.commit(2, "b")
     assert f.poll_once() == 1
     assert applied[-1] == ("b", "revoked")
@@ -98,31 +137,139 @@ def test_a_late_commit_below_the_high_water_mark_is_not_missed(clock):
 def test_several_gaps(clock):
     store, applied = FeedStore(), []
     f = follower(store, applied)
+    for seq in (1, 3, 4, 5):
+        store.begin(seq)
     store.commit(2, "b")
     store.commit(6, "f")
     f.poll_once()
     f.poll_once()
-    assert store.calls[-1] == (6, (1, 3, 4, 5))
+    assert store.calls[-1] == (6, ((1, 1), (3, 5)))
     store.commit(4, "d")
     store.commit(7, "g")
     f.poll_once()
     assert applied[-2:] == [("d", "revoked"), ("g", "revoked")]
     f.poll_once()
-    assert store.calls[-1] == (7, (1, 3, 5))
+    assert store.calls[-1] == (7, ((1, 1), (3, 3), (5, 5)))
+    assert f.pending_gaps() == ((1, 1), (3, 3), (5, 5))
 
 
-def test_gaps_are_given_up_after_the_timeout(clock):
+def test_a_gap_is_asked_for_as_long_as_its_transaction_runs(clock, caplog):
+    """However long a revoke's transaction stays open, its change is applied when it commits."""
     store, applied = FeedStore(), []
     f = follower(store, applied, gap_timeout=10)
+    store.begin(2)
     store.commit(1, "a")
     store.commit(3, "c")
-    f.poll_once()  # gap 2 first seen now
-    clock.now += 9
     f.poll_once()
-    assert store.calls[-1] == (3, (2,))
-    clock.now += 2  # a rolled-back transaction: 2 will never appear
+    for _ in range(5):
+        clock.now += 3600
+        f.poll_once()
+        assert store.calls[-1] == (3, ((2, 2),))
+    reports = [r for r in caplog.records if "not committed after" in r.getMessage()]
+    assert len(reports) == 1  # reported once, not on every poll
+    store.commit(2, "b")
+    assert f.poll_once() == 1
+    assert applied[-1] == ("b", "revoked")
+    assert f.pending_gaps() == ()
+
+
+def test_a_rolled_back_gap_is_given_up_after_one_more_read(clock):
+    store, applied = FeedStore(), []
+    f = follower(store, applied)
+    store.begin(2)
+    store.commit(1, "a")
+    store.commit(3, "c")
+    f.poll_once()  # gap 2 seen; its transaction runs
+    store.end(2)  # rolled back: 2 never appears
+    f.poll_once()  # read (2 still asked for), then the store shows its transaction ended
+    assert store.calls[-1] == (3, ((2, 2),))
+    f.poll_once()  # one more read after that: still absent, so never committed
+    assert store.calls[-1] == (3, ((2, 2),))
     f.poll_once()
     assert store.calls[-1] == (3, ())
+
+
+def test_a_gap_waits_for_every_transaction_older_than_it(clock):
+    """An unrelated transaction that began before the gap was seen may be the one holding it."""
+    store, applied = FeedStore(), []
+    f = follower(store, applied)
+    store.begin("long")
+    store.begin(2)
+    store.commit(1, "a")
+    store.commit(3, "c")
+    f.poll_once()
+    store.end(2)
+    for _ in range(3):
+        f.poll_once()
+        assert store.calls[-1] == (3, ((2, 2),))
+    store.begin("later")  # a transaction that began after the gap was seen does not hold it
+    store.end("long")
+    f.poll_once()
+    f.poll_once()
+    assert f.pending_gaps() == ()
+
+
+def test_a_commit_between_a_read_and_the_horizon_is_read_next_time(clock):
+    """The transaction commits after a read missed its row but before the store's horizon shows it
+    ended: the gap is given up only after a read made after that, which finds the row."""
+    store, applied = FeedStore(), []
+    f = follower(store, applied)
+    store.begin(2)
+    store.commit(1, "a")
+    store.commit(3, "c")
+    f.poll_once()
+    store.after_read = lambda: store.commit(2, "b")
+    f.poll_once()
+    store.after_read = None
+    assert ("b", "revoked") not in applied
+    f.poll_once()
+    assert applied[-1] == ("b", "revoked")
+    assert f.pending_gaps() == ()
+
+
+def test_an_ordered_store_gives_gaps_up_at_once(clock):
+    """On SQLite a number missing below a visible one is a deleted row, never a late commit."""
+    store, applied = FeedStore(ordered=True), []
+    f = follower(store, applied)
+    store.commit(1, "a")
+    store.commit(3, "c")
+    f.poll_once()
+    assert f.pending_gaps() == ()
+    f.poll_once()
+    assert store.calls[-1] == (3, ())
+
+
+def test_a_jump_in_the_sequence_is_one_gap(clock):
+    store, applied = FeedStore(), []
+    f = follower(store, applied)
+    store.begin(2)
+    store.commit(1, "a")
+    store.commit(10**9, "far")
+    f.poll_once()
+    assert f.pending_gaps() == ((2, 10**9 - 1),)
+    store.commit(2, "b")
+    f.poll_once()
+    assert applied[-1] == ("b", "revoked")
+    assert f.pending_gaps() == ((3, 10**9 - 1),)
+
+
+def test_start_keeps_the_missing_numbers_below_the_end_as_gaps(clock):
+    """A transaction that drew its number before the start may commit after it."""
+    store, applied = FeedStore(), []
+    store.begin(2)
+    store.commit(1, "old")
+    store.commit(3, "newer")
+    f = follower(store, applied, interval=3600)
+    f.start()
+    try:
+        assert f.last_seq == 3
+        assert f.pending_gaps() == ((2, 2),)
+        store.commit(2, "late")
+        f.poll_once()
+        assert applied == [("late", "revoked")]
+        assert f.pending_gaps() == ()
+    finally:
+        f.stop()
 
 
 def test_start_begins_at_the_current_end(clock):
@@ -133,6 +280,7 @@ def test_start_begins_at_the_current_end(clock):
     f.start()
     try:
         assert f.last_seq == 2
+        assert f.pending_gaps() == ()
         store.commit(3, "new")
         f.poll_once()
         assert applied == [("new", "revoked")]

@@ -118,3 +118,84 @@ def test_a_rolled_back_change_notifies_nobody(postgres_url, pepper):
         follower.stop()
         store.close()
         writer.close()
+
+
+def _open_write_transaction(url: str):
+    """A connection holding a write transaction (it has its id) open until closed."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    conn = engine.connect()
+    conn.execute(text("SELECT pg_current_xact_id()"))
+    return engine, conn
+
+
+def test_a_rolled_back_changes_gap_is_given_up_once_every_older_transaction_ended(postgres_url, pepper):
+    """A change rolled back after drawing its number leaves a gap that never fills: the follower
+    keeps asking for it while any transaction that may hold it runs, and gives it up after."""
+    from auth_service.credentials import IssueSpec
+    from auth_service.models import AuditEvent, utcnow
+    from auth_service.tokens import KeyKind
+
+    writer = SqlStore(postgres_url)
+    store, follower, seen = _follower(postgres_url, interval=60.0)
+    follower.listener = None  # polled by the test
+    follower.start()
+    engine, unrelated = _open_write_transaction(postgres_url)  # began before the gap is seen
+    try:
+        manager = CredentialManager(writer, pepper)
+        spec = IssueSpec("ws", KeyKind.SERVER, scopes=("conversations:read",))
+        record, _secret = manager._new_record(spec, utcnow(), "admin:test")
+        too_long = AuditEvent(action="x" * 40, actor="admin:test", outcome="ok", key_id=record.key_id, time=utcnow())
+        with pytest.raises(sa_exc.DataError):
+            writer.insert_key(record, too_long)  # its change drew a number, then rolled back
+        after = manager.issue_key("admin:test", spec).key.key_id
+        follower.poll_once()
+        assert after in seen.when
+        gap = follower.pending_gaps()
+        assert len(gap) == 1 and gap[0][0] == gap[0][1] == follower.last_seq - 1
+        for _ in range(3):
+            follower.poll_once()
+            assert follower.pending_gaps() == gap  # an older transaction still runs: it may hold it
+        unrelated.close()
+        follower.poll_once()
+        follower.poll_once()
+        assert follower.pending_gaps() == ()
+        assert record.key_id not in seen.when
+    finally:
+        unrelated.close()
+        engine.dispose()
+        follower.stop()
+        store.close()
+        writer.close()
+
+
+def test_missing_changes_and_the_horizon_on_postgresql(postgres_url, pepper):
+    from sqlalchemy import text
+
+    writer = SqlStore(postgres_url)
+    try:
+        first = CredentialManager(writer, pepper).bootstrap_admin("first")
+        assert writer.missing_changes(writer.latest_change()) == []
+        engine, held = _open_write_transaction(postgres_url)
+        try:
+            held.execute(
+                text("INSERT INTO key_changes (key_id, change, time_us) VALUES (:k, 'revoked', 0)"),
+                {"k": first.key.key_id},
+            )
+            oldest, upcoming = writer.change_horizon(mark=True)
+            assert oldest < upcoming  # the held transaction runs
+            assert writer.change_horizon()[0] == oldest  # and holds the horizon back
+            CredentialManager(writer, pepper).bootstrap_admin("second")
+            end = writer.latest_change()
+            assert writer.missing_changes(end) == [(end - 1, end - 1)]
+            held.commit()
+        finally:
+            held.close()
+            engine.dispose()
+        later_oldest, unmarked = writer.change_horizon()
+        assert unmarked is None
+        assert later_oldest >= upcoming  # every transaction running at the mark ended
+        assert writer.missing_changes(writer.latest_change()) == []
+    finally:
+        writer.close()

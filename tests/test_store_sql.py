@@ -289,14 +289,16 @@ def test_changes_since_with_gaps_and_limit(store):
         store.insert_key(r, audit())
     feed = store.changes_since(0)
     seqs = [c.seq for c in feed]
-    # Ask again for two earlier sequence numbers (gaps) beside everything after the fourth.
-    got = store.changes_since(seqs[3], also=(seqs[0], seqs[2]))
+    # Ask again for earlier sequence numbers (gaps, inclusive ranges) beside everything after the fourth.
+    got = store.changes_since(seqs[3], also=((seqs[0], seqs[0]), (seqs[2], seqs[2])))
     assert [c.seq for c in got] == [seqs[0], seqs[2], seqs[4], seqs[5]]
+    got = store.changes_since(seqs[4], also=((seqs[1], seqs[3]),))
+    assert [c.seq for c in got] == [seqs[1], seqs[2], seqs[3], seqs[5]]
     # Gap numbers that do not exist are simply not returned.
-    got = store.changes_since(seqs[5], also=(seqs[5] + 100, 10**12))
+    got = store.changes_since(seqs[5], also=((seqs[5] + 100, seqs[5] + 200), (10**12, 10**12)))
     assert got == []
     assert [c.seq for c in store.changes_since(0, limit=2)] == seqs[:2]
-    assert [c.seq for c in store.changes_since(seqs[1], also=(seqs[0],), limit=2)] == [seqs[0], seqs[2]]
+    assert [c.seq for c in store.changes_since(seqs[1], also=((seqs[0], seqs[0]),), limit=2)] == [seqs[0], seqs[2]]
 
 
 def test_prune_changes(store):

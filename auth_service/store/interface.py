@@ -81,8 +81,26 @@ class CredentialStore(abc.ABC):
         """The highest sequence number of the change feed (0 if empty)."""
 
     @abc.abstractmethod
-    def changes_since(self, seq: int, also: tuple[int, ...] = (), limit: int = 1000) -> list[Change]:
-        """Changes with a sequence number above ``seq``, plus those listed in ``also``."""
+    def changes_since(self, seq: int, also: tuple[tuple[int, int], ...] = (), limit: int = 1000) -> list[Change]:
+        """Changes with a sequence number above ``seq`` or within one of the inclusive ranges
+        ``also``, in sequence order, at most ``limit``."""
+
+    @abc.abstractmethod
+    def missing_changes(self, seq: int) -> list[tuple[int, int]]:
+        """Inclusive ranges of sequence numbers up to ``seq`` that no visible change has, where a
+        transaction still running may yet commit one (none where changes become visible in the
+        order of their numbers)."""
+
+    @abc.abstractmethod
+    def change_horizon(self, mark: bool = False) -> tuple[int, int | None] | None:
+        """Where the writers of the change feed stand, on one monotonic counter of write
+        transactions: ``(oldest, upcoming)``. ``oldest``: no write transaction below it is still
+        running. ``upcoming`` (only with ``mark``, else ``None``): every transaction that had drawn
+        a sequence number by now is below it. So the numbers missing when a read was made are
+        settled once a later ``oldest`` reaches an ``upcoming`` taken after that read: a read made
+        after that shows each of them that was committed. ``None`` where changes become visible in
+        the order of their numbers (serialised writers): a number missing below a visible one
+        never appears."""
 
     @abc.abstractmethod
     def record_usage(self, deltas: list[UsageDelta]) -> None:

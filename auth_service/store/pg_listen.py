@@ -5,7 +5,10 @@ every notification wakes the follower, which then reads ``key_changes`` as a
 poll would. Notifications carry no data: the table stays the only source of
 truth, and polling stays the safety net for anything a notification misses
 (a dropped connection, a restart of the database). After every (re)connection
-the follower is woken once, to pick up what happened while nobody listened.
+the follower is woken once, to pick up what happened while nobody listened. A
+change that commits below numbers already read (a transaction that drew its
+number early and committed late) is found the same way: its commit notifies,
+and the follower's read asks for every gap it has not yet settled.
 
 A lost connection is noticed at once when it is closed, and within about
 ``health_every`` seconds plus the TCP keepalive time when it silently hangs:

@@ -34,6 +34,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy import exc as sa_exc
@@ -96,7 +97,8 @@ changes = Table(
     Column("change", String(16), nullable=False),
     Column("time_us", BigInteger, nullable=False),
     # Never reuse a sequence number on SQLite, even after pruning empties the table:
-    # followers remember the last number they saw.
+    # followers remember the last number they saw. On PostgreSQL the sequence hands numbers out
+    # in order (no per-session CACHE): followers rely on a number drawn later being higher.
     sqlite_autoincrement=True,
 )
 
@@ -164,6 +166,12 @@ PG_CONNECT_DEFAULTS: dict[str, object] = {
 }
 
 _OUTAGE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+# PostgreSQL: the oldest transaction still running (xmin of the statement's snapshot), and with
+# the mark an id given to this transaction now, which is above every id given before.
+_OLDEST = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+_HORIZON_SQL = text(f"SELECT {_OLDEST}, NULL")
+_HORIZON_MARK_SQL = text(f"SELECT {_OLDEST}, pg_current_xact_id()::text::bigint")
 
 
 def _row_to_record(row) -> KeyRecord:
@@ -369,10 +377,14 @@ class SqlStore(CredentialStore):
 
         return self._guard(run)
 
-    def _notify(self, conn: Connection) -> None:
-        """Wake the followers listening on PostgreSQL; delivered when (and only if) the transaction commits."""
+    def _announce(self, conn: Connection) -> None:
+        """Call before a transaction adds to ``key_changes``. On PostgreSQL: wake the followers
+        listening (delivered when, and only if, the transaction commits), and give the transaction
+        its id now, before it draws a sequence number, so that a follower that sees a gap can tell
+        from the database when every transaction that may fill it has ended
+        (:meth:`change_horizon`)."""
         if self.dialect == "postgresql":
-            conn.execute(select(func.pg_notify(CHANGE_CHANNEL, "")))
+            conn.execute(select(func.pg_notify(CHANGE_CHANNEL, ""), func.pg_current_xact_id()))
 
     def close(self) -> None:
         self._read.dispose()
@@ -406,8 +418,8 @@ class SqlStore(CredentialStore):
                 if row is not None:
                     return RequestIdTaken(_row_to_record(row))
             conn.execute(insert(keys).values(**_record_to_row(record)))
+            self._announce(conn)
             conn.execute(insert(changes).values(**_change_row(record.key_id, "issued", record.create_time)))
-            self._notify(conn)
             conn.execute(insert(audit_events).values(**_audit_row(audit)))
             return record
 
@@ -452,9 +464,9 @@ class SqlStore(CredentialStore):
             if done.rowcount != 1:
                 return RotateConflict(_row_to_record(row))
             conn.execute(insert(keys).values(**_record_to_row(new)))
+            self._announce(conn)
             conn.execute(insert(changes).values(**_change_row(key_id, "rotated", new.create_time)))
             conn.execute(insert(changes).values(**_change_row(new.key_id, "issued", new.create_time)))
-            self._notify(conn)
             conn.execute(insert(audit_events).values(**_audit_row(audit)))
             return _row_to_record(row), new
 
@@ -475,8 +487,8 @@ class SqlStore(CredentialStore):
                 raise LookupError(key_id)
             changed = done.rowcount == 1
             if changed:
+                self._announce(conn)
                 conn.execute(insert(changes).values(**_change_row(key_id, "revoked", now)))
-                self._notify(conn)
             # The caller knows only the key id: the audit row names the key's workspace too.
             row_audit = {**_audit_row(audit), "workspace_id": audit.workspace_id or row.workspace_id}
             conn.execute(insert(audit_events).values(**row_audit))
@@ -501,13 +513,30 @@ class SqlStore(CredentialStore):
     def latest_change(self) -> int:
         return self._reading(lambda conn: conn.execute(select(func.max(changes.c.seq))).scalar() or 0)
 
-    def changes_since(self, seq: int, also: tuple[int, ...] = (), limit: int = 1000) -> list[Change]:
+    def changes_since(self, seq: int, also: tuple[tuple[int, int], ...] = (), limit: int = 1000) -> list[Change]:
         cond = changes.c.seq > seq
         if also:
-            cond = or_(cond, changes.c.seq.in_(also))
+            cond = or_(cond, *(changes.c.seq.between(lo, hi) for lo, hi in also))
         stmt = select(changes.c.seq, changes.c.key_id, changes.c.change).where(cond).order_by(changes.c.seq)
         stmt = stmt.limit(limit)
         return self._reading(lambda conn: [Change(r.seq, r.key_id, r.change) for r in conn.execute(stmt)])
+
+    def missing_changes(self, seq: int) -> list[tuple[int, int]]:
+        if self.dialect == "sqlite":
+            return []  # writers are serialised: nothing below the end can still appear
+        present = select(changes.c.seq, func.lag(changes.c.seq, 1, 0).over(order_by=changes.c.seq).label("prev"))
+        present = present.where(changes.c.seq <= seq).subquery()
+        stmt = select(present.c.prev + 1, present.c.seq - 1).where(present.c.seq > present.c.prev + 1)
+        return self._reading(lambda conn: [(int(lo), int(hi)) for lo, hi in conn.execute(stmt)])
+
+    def change_horizon(self, mark: bool = False) -> tuple[int, int | None] | None:
+        if self.dialect == "sqlite":
+            return None
+        # Transaction ids as xid8 (64 bits: they never wrap). The mark costs this read a transaction
+        # id, which it gives back at once (rolled back); every writer of key_changes has its id
+        # before it draws a sequence number (see _announce).
+        row = self._reading(lambda conn: conn.execute(_HORIZON_MARK_SQL if mark else _HORIZON_SQL).one())
+        return int(row[0]), None if row[1] is None else int(row[1])
 
     def prune_changes(self, older_than: datetime) -> int:
         stmt = delete(changes).where(changes.c.time_us < to_us(older_than))
