@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import logs
-from .config import ConfigError, Settings, load_pepper
+from .config import ConfigError, Settings, load_pepper, log_key_source
 
 log = logging.getLogger("auth_service.cli")
 
@@ -34,6 +34,7 @@ log = logging.getLogger("auth_service.cli")
 def _add_storage_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database-url", help="SQLAlchemy URL (env WOES_AUTH_DATABASE_URL)")
     p.add_argument("--data-dir", help="data folder for SQLite and development keys (env WOES_AUTH_DATA_DIR)")
+    p.add_argument("--dev", action="store_true", help="development keys in the data folder for any database")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -59,6 +60,8 @@ def _settings(args: argparse.Namespace) -> Settings:
             setattr(settings, name, value)
     if getattr(args, "production", False):
         settings.production = True
+    if getattr(args, "dev", False):
+        settings.dev = True
     if getattr(args, "allow_remote_plaintext", False):
         settings.allow_remote_plaintext = True
     if getattr(args, "access_log", False):
@@ -90,7 +93,7 @@ def cmd_bootstrap_admin(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logs.setup(settings.log_level)
     pepper, note = load_pepper(settings, create=True)
-    log.info(note)
+    log_key_source(note, log)
     from .server import check_schema
 
     check_schema(settings.resolved_database_url())

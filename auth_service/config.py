@@ -5,8 +5,8 @@
 | WOES_AUTH_LISTEN | 127.0.0.1:50051 | address to serve gRPC on |
 | WOES_AUTH_DATA_DIR | ~/.local/share/woes-auth | where the SQLite file and development keys live |
 | WOES_AUTH_DATABASE_URL | sqlite:///<data dir>/woes-auth.db | SQLAlchemy URL (sqlite or postgresql+psycopg) |
-| WOES_AUTH_PEPPER / WOES_AUTH_PEPPER_FILE | development file | `id:base64-of-32-bytes` entries, comma separated, first primary |
-| WOES_AUTH_KEK / WOES_AUTH_KEK_FILE | development file | key-encryption keys of test credentials, `id:base64-of-32-bytes`, comma separated, first primary |
+| WOES_AUTH_PEPPER / WOES_AUTH_PEPPER_FILE | development file (see below) | `id:base64-of-32-bytes` entries, comma separated, first primary |
+| WOES_AUTH_KEK / WOES_AUTH_KEK_FILE | development file (see below) | key-encryption keys of test credentials, `id:base64-of-32-bytes`, comma separated, first primary (until the database agrees on one: `woes-auth kek rotate`) |
 | WOES_AUTH_KEK_PASSPHRASE | | an operator passphrase turned into a key-encryption key with argon2id (salt and parameters kept in the database) |
 | WOES_AUTH_FAILURE_FLUSH | 60 | seconds between aggregated failed-authentication audit rows |
 | WOES_AUTH_PRODUCTION | false | refuse to start without a configured pepper and key-encryption key |
@@ -30,6 +30,13 @@
 | WOES_AUTH_MAX_CONCURRENT_RPCS | 1000 | calls in progress per process; more are refused with RESOURCE_EXHAUSTED |
 | WOES_AUTH_MAX_CONCURRENT_STREAMS | 100 | calls in flight per connection (HTTP/2); more wait at the client |
 | WOES_AUTH_THROTTLE_CALLER | 1000/100 | failed authentications per caller the policy lists as ``throttled``: burst/refill per second |
+
+Development keys: a pepper or key-encryption key that is not configured is made once and kept in
+a 0600 file beside the database only for the embedded SQLite database, or for any database with
+the ``--dev`` flag, and never in production mode. Anything else without configured keys is
+refused, naming the variables to set (:meth:`Settings.key_refusal`): replicas of one shared
+database must share one pepper and one ring of key-encryption keys, which a file made by each
+replica cannot give.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .crypto import (
+    DevelopmentKeyNote,
     DevKeyFileError,
     Keyring,
     KeyringError,
@@ -54,6 +62,8 @@ log = logging.getLogger(__name__)
 
 ENV_PREFIX = "WOES_AUTH_"
 DEV_PEPPER_FILE = "dev-pepper"
+PEPPER_VARIABLES = "WOES_AUTH_PEPPER or WOES_AUTH_PEPPER_FILE"
+KEK_VARIABLES = "WOES_AUTH_KEK, WOES_AUTH_KEK_FILE or WOES_AUTH_KEK_PASSPHRASE"
 
 
 class ConfigError(Exception):
@@ -81,6 +91,7 @@ class Settings:
     pepper: str = field(default="", repr=False)
     pepper_file: str = ""
     production: bool = False
+    dev: bool = False
     workers: int = 0
     threads: int = 2
     cache_size: int = 100_000
@@ -201,11 +212,55 @@ class Settings:
         if self.metrics_listen:
             split_listen(self.metrics_listen)
         parse_rate(self.throttle_caller, ENV_PREFIX + "THROTTLE_CALLER")
+        if self.dev and self.production:
+            raise ConfigError("--dev (development keys) and production mode exclude each other")
         if not self.tls_enabled and not is_loopback(host) and not self.allow_remote_plaintext:
             raise ConfigError(
                 f"refusing to serve plaintext gRPC on non-loopback address {self.listen!r}; "
                 "bind to 127.0.0.1 or set WOES_AUTH_ALLOW_REMOTE_PLAINTEXT=1 behind a TLS-terminating proxy"
             )
+
+    def embedded_database(self) -> bool:
+        """Whether the database is the embedded SQLite one (a file, or memory, of this host)."""
+        return self.resolved_database_url().startswith("sqlite:")
+
+    def development_keys_allowed(self) -> bool:
+        """The one rule of development keys (see the module docstring): never in production mode;
+        otherwise for the embedded SQLite database, or for any database with ``--dev``."""
+        return not self.production and (self.dev or self.embedded_database())
+
+    def pepper_configured(self) -> bool:
+        return bool(self.pepper or self.pepper_file)
+
+    def kek_configured(self) -> bool:
+        return bool(self.kek or self.kek_file or self.kek_passphrase)
+
+    def key_refusal(self, *, pepper: bool = True, kek: bool = True) -> str | None:
+        """Why the keys asked for cannot be had (naming each missing variable), or ``None`` if they can:
+        each is configured, or development keys are allowed."""
+        if self.development_keys_allowed():
+            return None
+        missing = []
+        if pepper and not self.pepper_configured():
+            missing.append(("a pepper", PEPPER_VARIABLES))
+        if kek and not self.kek_configured():
+            missing.append(("key-encryption keys", KEK_VARIABLES))
+        if not missing:
+            return None
+        needs = " and ".join(noun for noun, _ in missing)
+        variables = "; and ".join(names for _, names in missing)
+        if self.production:
+            return f"production mode needs {needs} from the secret manager: set {variables}"
+        return (
+            f"a database other than the embedded SQLite one needs {needs} configured: set {variables} "
+            "(development keys are made only for the embedded SQLite database, or with --dev)"
+        )
+
+    def require_keys(self, *, pepper: bool = True, kek: bool = True) -> None:
+        """Raise :class:`ConfigError` naming every missing key variable (see :meth:`key_refusal`)."""
+        refusal = self.key_refusal(pepper=pepper, kek=kek)
+        if refusal is not None:
+            raise ConfigError(refusal)
 
     def dev_key_dir(self) -> Path:
         """Development keys live beside the SQLite database (or in the data dir otherwise)."""
@@ -249,8 +304,9 @@ def load_pepper(settings: Settings, *, create: bool) -> tuple[Pepper, str]:
     """The pepper and a sentence saying where it came from (no key material).
 
     With nothing configured, a development pepper is read from (or, with
-    ``create``, written to) a 0600 file beside the database; in production mode
-    that is refused.
+    ``create``, written to) a 0600 file beside the database, where
+    :meth:`Settings.development_keys_allowed` allows it; otherwise that is refused,
+    naming the variables to set.
     """
     try:
         if settings.pepper:
@@ -264,10 +320,7 @@ def load_pepper(settings: Settings, *, create: bool) -> tuple[Pepper, str]:
         raise ConfigError(str(exc)) from None
     except KeyringError as exc:
         raise ConfigError(f"the configured pepper is invalid: {exc}") from None
-    if settings.production:
-        raise ConfigError(
-            "production mode needs a pepper from the secret manager: set WOES_AUTH_PEPPER or WOES_AUTH_PEPPER_FILE"
-        )
+    settings.require_keys(kek=False)
     path = settings.dev_key_dir() / DEV_PEPPER_FILE
     try:
         note = ensure_dev_key_file(path, "pepper", "WOES_AUTH_PEPPER_FILE", create=create)
@@ -277,3 +330,10 @@ def load_pepper(settings: Settings, *, create: bool) -> tuple[Pepper, str]:
         return Pepper(Keyring.parse(path.read_text(), what="pepper")), note
     except KeyringError as exc:
         raise ConfigError(f"the development pepper file {path} is invalid: {exc}") from None
+
+
+def log_key_source(note: str, logger: logging.Logger = log) -> None:
+    """Log where a key came from: a development key at WARNING, a configured one at INFO.
+
+    A note names a variable or a file, never key material."""
+    logger.log(logging.WARNING if isinstance(note, DevelopmentKeyNote) else logging.INFO, "%s", note)

@@ -100,11 +100,15 @@ def read_secret_file(path, what: str) -> str:
         return fh.read()
 
 
+class DevelopmentKeyNote(str):
+    """A sentence for the log saying that a development key file is in use (never key material)."""
+
+
 class DevKeyFileError(Exception):
     """A development key file is missing (and may not be created) or readable by others."""
 
 
-def ensure_dev_key_file(path, what: str, env_name: str, *, create: bool) -> str:
+def ensure_dev_key_file(path, what: str, env_name: str, *, create: bool) -> DevelopmentKeyNote:
     """Make sure the development key file ``path`` exists with mode 0600 (creating a random
     ``dev1`` entry when ``create``); returns a sentence for the log, never key material."""
     import os
@@ -117,11 +121,11 @@ def ensure_dev_key_file(path, what: str, env_name: str, *, create: bool) -> str:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(new_keyring_entry("dev1") + "\n")
-        return f"created a DEVELOPMENT {what} in {path} (0600); configure {env_name} in production"
+        return DevelopmentKeyNote(f"created a DEVELOPMENT {what} in {path} (0600); configure {env_name} in production")
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise DevKeyFileError(f"the development {what} {path} is readable by others (mode {mode:o}); chmod 600 it")
-    return f"using the DEVELOPMENT {what} in {path}; configure {env_name} in production"
+    return DevelopmentKeyNote(f"using the DEVELOPMENT {what} in {path}; configure {env_name} in production")
 
 
 def new_keyring_entry(key_id: str) -> str:

@@ -17,8 +17,13 @@ KEKs come from configuration (see :func:`load_kek_ring`): ``WOES_AUTH_KEK`` or
 ``WOES_AUTH_KEK_FILE`` hold ``id:base64-of-32-bytes`` entries, the first one
 primary (new records and re-wraps use it; the others only decrypt); an
 operator passphrase may be given instead and is stretched into a KEK with
-argon2id; with nothing configured a development KEK file is created beside the
-database, as for the pepper.
+argon2id; with nothing configured a development KEK file is used beside the
+database where configuration allows development keys (the caller decides:
+:meth:`auth_service.config.Settings.development_keys_allowed`), as for the pepper.
+
+Which key seals new records is agreed by the whole deployment through the
+database (:mod:`auth_service.store.kek_sql`), not by each ring's first entry:
+callers pass that key id to :meth:`KekRing.seal` and :meth:`KekRing.rewrap`.
 """
 
 from __future__ import annotations
@@ -79,7 +84,10 @@ def derive_passphrase_key(passphrase: str, salt: bytes, memory_kib: int, time_co
 class KekRing:
     """The configured key-encryption keys. File-backed rings re-read their file
     when asked for a key id they do not know (after ``woes-auth kek rotate``
-    added one), so running servers pick up a new primary without a restart."""
+    added one), so running servers pick up a new primary without a restart.
+
+    ``primary_id`` is the configured primary (the first entry): the key a deployment
+    agrees on when none is agreed yet, and the one ``woes-auth kek rotate`` promotes."""
 
     def __init__(
         self, loader: Callable[[], Keyring], *, reloadable: bool = False, source: str = "", path: Path | None = None
@@ -117,8 +125,13 @@ class KekRing:
 
     # -- envelope operations ------------------------------------------------
 
-    def seal(self, purpose: str, workspace_id: str, record_id: str, plaintext: bytes) -> Sealed:
-        kek_id = self.primary_id
+    def seal(
+        self, purpose: str, workspace_id: str, record_id: str, plaintext: bytes, kek_id: str | None = None
+    ) -> Sealed:
+        """Encrypt under a new data key wrapped by ``kek_id`` (default: the configured primary).
+
+        Raises :class:`KeyEncryptionKeyMissing` when that key is not configured here."""
+        kek_id = kek_id or self.primary_id
         kek = self._material(kek_id)
         dek = AESGCM.generate_key(bit_length=256)
         nonce = secrets.token_bytes(NONCE_BYTES)
@@ -133,18 +146,24 @@ class KekRing:
         except (InvalidTag, ValueError):
             raise _unreadable(record_id, "the ciphertext") from None
 
-    def rewrap(self, purpose: str, workspace_id: str, record_id: str, sealed: Sealed) -> Sealed:
-        """The same ciphertext with its data key wrapped under the primary KEK."""
+    def rewrap(
+        self, purpose: str, workspace_id: str, record_id: str, sealed: Sealed, kek_id: str | None = None
+    ) -> Sealed:
+        """The same ciphertext with its data key wrapped under ``kek_id`` (default: the configured primary)."""
         dek = self._unwrap(purpose, workspace_id, record_id, sealed)
         # Prove the pair still belongs together before re-wrapping it.
         self.open(purpose, workspace_id, record_id, sealed)
-        kek_id = self.primary_id
+        kek_id = kek_id or self.primary_id
         wrapped = self._wrap(kek_id, self._material(kek_id), purpose, workspace_id, record_id, dek)
         return Sealed(kek_id, wrapped, sealed.ciphertext)
 
     def _wrap(self, kek_id, kek, purpose, workspace_id, record_id, dek) -> bytes:
         if kek is None:
-            raise KeyEncryptionKeyMissing(f"the primary key-encryption key {kek_id!r} is not configured")
+            raise KeyEncryptionKeyMissing(
+                f"the primary key-encryption key {kek_id!r} is not configured on this server; "
+                "add it to WOES_AUTH_KEK / WOES_AUTH_KEK_FILE",
+                metadata={"kek_id": kek_id},
+            )
         nonce = secrets.token_bytes(NONCE_BYTES)
         return nonce + AESGCM(kek).encrypt(nonce, dek, _wrap_aad(purpose, kek_id, workspace_id, record_id))
 
@@ -205,13 +224,14 @@ def load_kek_ring(
     passphrase: str = "",
     passphrase_salt: Callable[[str], tuple[bytes, dict]] | None = None,
     dev_dir: Path | None = None,
-    production: bool = False,
     create: bool = False,
 ) -> tuple[KekRing, str]:
     """The KEK ring and a sentence saying where it came from (never key material).
 
     ``passphrase_salt(kek_id)`` returns the stored (or newly stored) salt and
-    argon2id parameters of a passphrase-derived KEK.
+    argon2id parameters of a passphrase-derived KEK. With nothing configured, the
+    development KEK file in ``dev_dir`` is used (made with ``create``); without
+    ``dev_dir`` that is refused.
     """
     try:
         if kek:
@@ -243,13 +263,10 @@ def load_kek_ring(
         raise KekConfigError(str(exc)) from None
     except KeyringError as exc:
         raise KekConfigError(f"the configured key-encryption keys are invalid: {exc}") from None
-    if production:
-        raise KekConfigError(
-            "production mode needs key-encryption keys from the secret manager: "
-            "set WOES_AUTH_KEK, WOES_AUTH_KEK_FILE or WOES_AUTH_KEK_PASSPHRASE"
-        )
     if dev_dir is None:
-        raise KekConfigError("no key-encryption key configured")
+        raise KekConfigError(
+            "no key-encryption key configured: set WOES_AUTH_KEK, WOES_AUTH_KEK_FILE or WOES_AUTH_KEK_PASSPHRASE"
+        )
     path = dev_dir / DEV_KEK_FILE
     try:
         note = ensure_dev_key_file(path, "key-encryption key", "WOES_AUTH_KEK_FILE", create=create)

@@ -40,7 +40,9 @@ class ModelServices:
 
 
 def load_ring(settings: Settings, store: ModelStore, *, create: bool) -> tuple[KekRing, str]:
-    """The KEK ring from settings (see :func:`auth_service.envelope.load_kek_ring`)."""
+    """The KEK ring from settings (see :func:`auth_service.envelope.load_kek_ring`); the development
+    KEK file only where :meth:`Settings.development_keys_allowed` allows it."""
+    settings.require_keys(pepper=False)
 
     def salt_for(kek_id: str):
         return store.kek_derivation(kek_id, secrets.token_bytes(16), PASSPHRASE_PARAMS, utcnow())
@@ -51,8 +53,7 @@ def load_ring(settings: Settings, store: ModelStore, *, create: bool) -> tuple[K
             kek_file=settings.kek_file,
             passphrase=settings.kek_passphrase,
             passphrase_salt=salt_for,
-            dev_dir=Path(settings.dev_key_dir()),
-            production=settings.production,
+            dev_dir=Path(settings.dev_key_dir()) if settings.development_keys_allowed() else None,
             create=create,
         )
     except KekConfigError as exc:

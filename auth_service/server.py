@@ -23,7 +23,7 @@ from woes.auth.v1 import auth_service_pb2
 
 from . import envoy, rpc, stats
 from .cache import VerifiedCache
-from .config import ConfigError, Settings, is_loopback, load_pepper, parse_rate, split_listen
+from .config import ConfigError, Settings, is_loopback, load_pepper, log_key_source, parse_rate, split_listen
 from .credentials import CredentialManager
 from .crypto import Pepper
 from .errors import StoreUnavailable
@@ -326,8 +326,9 @@ def serve_one(settings: Settings, pepper: Pepper, worker: int | None = None) -> 
 
 def serve(settings: Settings) -> int:
     settings.validate()
+    settings.require_keys()  # every missing key named at once, before any development key is made
     pepper, note = load_pepper(settings, create=True)
-    log.info(note)
+    log_key_source(note, log)
     # Check the schema once, before any worker exists (and before any gRPC object: fork safety).
     check_schema(settings.resolved_database_url())
     schema_store = SqlStore(settings.resolved_database_url(), create_schema=False)
@@ -335,7 +336,7 @@ def serve(settings: Settings) -> int:
         _kek_ring, kek_note = load_ring(settings, ModelStore(schema_store), create=True)
     finally:
         schema_store.close()
-    log.info(kek_note)
+    log_key_source(kek_note, log)
     log.info("database %s", _safe_url(settings.resolved_database_url()))
     workers = settings.effective_workers()
     if workers == 1:
