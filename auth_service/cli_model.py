@@ -183,8 +183,9 @@ def cmd_workspace_settings(args) -> int:
 def cmd_kek(args) -> int:
     from .cli import _settings
     from .envelope import new_kek_entry, prepend_to_file
-    from .lab_credentials import LabCredentials
+    from .kek_admin import RotationRefused, kek_state, rotate
     from .model import load_ring
+    from .server import check_schema
     from .store import SqlStore
     from .store.model_sql import ModelStore
 
@@ -193,39 +194,36 @@ def cmd_kek(args) -> int:
         return 0
     settings = _settings(args)
     logs.setup(getattr(args, "log_level", None) or settings.log_level)
-    sql = SqlStore(settings.resolved_database_url())
+    settings.require_keys(pepper=False)  # before the database is touched
+    url = settings.resolved_database_url()
+    check_schema(url)
+    sql = SqlStore(url, create_schema=False)
     try:
         store = ModelStore(sql)
         ring, note = load_ring(settings, store, create=False)
         print(note, file=sys.stderr)
-        counts = store.count_test_credentials_by_kek()
-        pending = sum(n for kek_id, n in counts.items() if kek_id != ring.primary_id)
         if args.kek_command == "status":
-            print(f"primary key-encryption key: {ring.primary_id}; configured: {', '.join(ring.ids)}")
-            for kek_id, n in sorted(counts.items()):
-                print(f"  {kek_id}: {n} test credential(s)")
-            print(f"{pending} record(s) still to re-wrap")
-            return 0
-        if pending:
-            print(
-                f"{pending} record(s) are not under the primary key {ring.primary_id} yet: "
-                "resuming the re-wrap (no new key is made)"
-            )
-        elif ring.path is not None:
+            state = kek_state(store, ring)
+            print("\n".join(state.lines()))
+            return 3 if state.pending else 0
+
+        def add_key() -> str:
             kek_id = _new_kek_id()
             prepend_to_file(ring.path, new_kek_entry(kek_id))
             ring.reload()
-            print(f"new primary key-encryption key {kek_id} added to {ring.path}")
-        else:
-            print(
-                "the key-encryption keys come from the environment: put a new key first in WOES_AUTH_KEK "
-                "(`woes-auth kek new-key` prints one), keep the old ones after it, then run `woes-auth kek rotate`",
-                file=sys.stderr,
+            return kek_id
+
+        try:
+            done = rotate(
+                store, ring, add_key=add_key if ring.path else None, batch_size=args.batch_size, max_rows=args.max_rows
             )
+        except RotationRefused as exc:
+            print(f"woes-auth: {exc}", file=sys.stderr)
             return 2
-        report = LabCredentials(store, ring).rewrap_all("cli:kek-rotate", args.batch_size, args.max_rows)
     finally:
         sql.close()
+    report = done.report
+    print("\n".join(done.notes))
     print(
         f"re-wrapped {report.rewrapped} record(s) under {report.primary_kek_id}; "
         f"{report.remaining} record(s) still under older keys"
@@ -233,7 +231,7 @@ def cmd_kek(args) -> int:
     for credential_id in report.failed:
         print(f"  unreadable, left as it was: {credential_id}", file=sys.stderr)
     if report.remaining:
-        print("run `woes-auth kek rotate` again to resume; old keys must stay configured until then")
+        print("not done: run `woes-auth kek rotate` again to resume; old keys must stay configured until then")
         return 1 if report.failed else 3
     print("done: keys other than the primary may now be removed from the configuration")
     return 0

@@ -1,7 +1,8 @@
 """API test credentials: customer-supplied secrets for Woes' guarded live tests.
 
 The material is stored only as an AES-256-GCM envelope (:mod:`auth_service.envelope`)
-bound to its row. Listing and getting return metadata only; deleting erases the
+bound to its row, sealed under the primary key-encryption key the deployment agreed on in
+the database (:mod:`auth_service.store.kek_sql`), whatever this process's ring lists first. Listing and getting return metadata only; deleting erases the
 row, material included; revealing returns the plaintext only to an admin
 credential holding the internal permission ``lab:test_credentials:reveal``, and
 every reveal, refused or not, writes an audit event (never the material).
@@ -24,6 +25,7 @@ from .errors import AuthError, StoreUnavailable, Violations
 from .model_errors import PermissionRequired, TestCredentialNotFound
 from .model_records import TestCredentialRecord
 from .models import AuditEvent, utcnow
+from .store.kek_sql import PrimaryKekMoved
 from .store.model_sql import ModelStore, NameTaken
 
 PURPOSE = "test-credential"
@@ -84,6 +86,11 @@ class LabCredentials:
             raise TestCredentialNotFound(credential_id)
         return record
 
+    def primary_kek_id(self) -> str:
+        """The key new records are sealed under: the primary agreed in the database; when none is
+        agreed yet, this ring's configured primary becomes it."""
+        return self.store.primary_kek_id() or self.store.agree_primary_kek(self.ring.primary_id)
+
     # -- operations ------------------------------------------------------------------
 
     def put(
@@ -114,7 +121,9 @@ class LabCredentials:
         for _attempt in range(3):
             existing = self.store.find_test_credential(workspace_id, name)
             credential_id = existing.credential_id if existing else tokens.new_key_id()
-            sealed = self.ring.seal(PURPOSE, workspace_id, credential_id, material.encode())
+            sealed = self.ring.seal(
+                PURPOSE, workspace_id, credential_id, material.encode(), kek_id=self.primary_kek_id()
+            )
             action = "test_credential.replace" if existing else "test_credential.put"
             audit = AuditEvent(
                 action=action,
@@ -143,6 +152,8 @@ class LabCredentials:
                     self.store.insert_test_credential(record, audit)
                 except NameTaken:
                     continue  # a concurrent put created it: replace that one
+                except PrimaryKekMoved:
+                    continue  # a rotation made another key primary since: seal again under it
                 return record, True
             record = replace(
                 existing,
@@ -152,8 +163,11 @@ class LabCredentials:
                 update_time=now,
                 updated_by=actor,
             )
-            if self.store.replace_test_credential(record, audit):
-                return record, False
+            try:
+                if self.store.replace_test_credential(record, audit):
+                    return record, False
+            except PrimaryKekMoved:
+                continue
         raise StoreUnavailable("the test credential changed concurrently; retry")
 
     def get(self, workspace_id: str, credential_id: str) -> TestCredentialRecord:
@@ -240,16 +254,21 @@ class LabCredentials:
 
     # -- KEK rotation -------------------------------------------------------------------
 
-    def rewrap_all(self, actor: str, batch_size: int = 100, max_rows: int | None = None) -> RewrapReport:
-        """Re-wrap every record's data key under the primary KEK, row by row.
+    def rewrap_all(
+        self, actor: str, batch_size: int = 100, max_rows: int | None = None, kek_id: str | None = None
+    ) -> RewrapReport:
+        """Re-wrap every record's data key under ``kek_id`` (default: the agreed primary), row by row.
 
         Each row is one compare-and-set update, so an interrupted run leaves
         every row readable (under its old or its new KEK) and running again
         resumes where it stopped. ``max_rows`` bounds one run (for throttled
         rotation). Rows that cannot be unwrapped are reported, never skipped
-        silently, and do not stop the others.
+        silently, and do not stop the others. ``remaining`` counts the records
+        under any other key once the run ends; a run started after ``kek_id``
+        became the agreed primary that reports none left leaves none (no write
+        under another key commits after that change).
         """
-        primary = self.ring.primary_id
+        primary = kek_id or self.primary_kek_id()
         done = 0
         failed: list[str] = []
         while max_rows is None or done < max_rows:
@@ -261,14 +280,23 @@ class LabCredentials:
             ]
             if not rows:
                 break
+            moved = False
             for record in rows[:limit]:
                 try:
-                    sealed = self.ring.rewrap(PURPOSE, record.workspace_id, record.credential_id, record.sealed)
+                    sealed = self.ring.rewrap(
+                        PURPOSE, record.workspace_id, record.credential_id, record.sealed, kek_id=primary
+                    )
                 except AuthError:
                     failed.append(record.credential_id)
                     continue
-                if self.store.swap_wrapping(record.credential_id, record.sealed, sealed):
-                    done += 1
+                try:
+                    if self.store.swap_wrapping(record.credential_id, record.sealed, sealed):
+                        done += 1
+                except PrimaryKekMoved:
+                    moved = True  # another rotation took over: it re-wraps to its own key
+                    break
+            if moved:
+                break
         counts = self.store.count_test_credentials_by_kek()
         remaining = sum(n for kek_id, n in counts.items() if kek_id != primary)
         self.store.write_audit_many(

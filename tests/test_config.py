@@ -235,8 +235,12 @@ def test_dev_pepper_is_not_created_without_create(tmp_path):
     assert not (tmp_path / "db" / DEV_PEPPER_FILE).exists()
 
 
-def test_dev_pepper_for_a_non_sqlite_database_lives_in_the_data_dir(tmp_path):
+def test_dev_pepper_for_a_non_sqlite_database_needs_dev_and_lives_in_the_data_dir(tmp_path):
     s = Settings(database_url="postgresql+psycopg://postgres@127.0.0.1/x", data_dir=tmp_path / "data")
+    with pytest.raises(ConfigError, match="WOES_AUTH_PEPPER or WOES_AUTH_PEPPER_FILE"):
+        load_pepper(s, create=True)
+    assert not (tmp_path / "data" / DEV_PEPPER_FILE).exists()
+    s.dev = True
     load_pepper(s, create=True)
     assert (tmp_path / "data" / DEV_PEPPER_FILE).is_file()
 

@@ -69,7 +69,7 @@ def test_dev_kek_file_created_0600_and_reused(tmp_path):
     with pytest.raises(envelope.KekConfigError):
         load_kek_ring(dev_dir=tmp_path)
     with pytest.raises(envelope.KekConfigError):
-        load_kek_ring(dev_dir=tmp_path, production=True)
+        load_kek_ring(dev_dir=None)
     with pytest.raises(envelope.KekConfigError) as info:
         load_kek_ring(kek="k1:notbase64!!")
     assert "notbase64" not in str(info.value)
@@ -120,6 +120,7 @@ def test_rewrap_interrupted_and_resumed(database_url):
     sql, store, plaintexts = _fill(database_url, k1, 7)
     try:
         lab = LabCredentials(store, _ring(k2, k1))
+        store.set_primary_kek("k2", "cli:test")  # what `kek rotate` does first: re-wraps go to the agreed primary
         # a crash after three rows: the fourth compare-and-set raises
         real_swap, calls = store.swap_wrapping, []
 
@@ -168,11 +169,11 @@ def test_a_kek_file_open_to_other_users_is_refused_and_not_reloaded(tmp_path):
     kek_file.write_text(text + "\n")
     kek_file.chmod(0o644)
     with pytest.raises(envelope.KekConfigError) as err:
-        load_kek_ring(kek_file=str(kek_file), production=True)
+        load_kek_ring(kek_file=str(kek_file))
     assert "mode 644" in str(err.value) and "chmod 600" in str(err.value)
     assert text.split(":", 1)[1] not in str(err.value)
     kek_file.chmod(0o640)
-    ring, _note = load_kek_ring(kek_file=str(kek_file), production=True)
+    ring, _note = load_kek_ring(kek_file=str(kek_file))
     # A later re-read of a file someone opened up keeps the keys already loaded.
     before = ring.primary_id
     kek_file.write_text(new_kek_text("k2") + "\n")

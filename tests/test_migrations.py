@@ -127,7 +127,9 @@ def test_a_database_at_a_newer_revision_is_accepted_with_a_warning(sqlite_url, c
 
 
 def test_serve_refuses_an_unmigrated_postgres_database_until_db_upgrade(postgres_url, tmp_path):
-    env = clean_env(database_url=postgres_url, data_dir=tmp_path, pepper=conftest.new_pepper_text())
+    env = clean_env(
+        database_url=postgres_url, data_dir=tmp_path, pepper=conftest.new_pepper_text(), kek=conftest.new_kek_text()
+    )
     server = ServerProcess("serve-unmigrated", env)
     refused = run_cli(["serve", "--listen", server.target, "--workers", "1"], env, timeout=60)
     assert refused.returncode == 2, refused.stderr

@@ -41,6 +41,7 @@ from ..model_records import (
     WorkspaceSettings,
 )
 from ..models import AuditEvent
+from .kek_sql import KekPrimaryQueries, hold_primary
 from .sql import SqlStore, _audit_row, audit_events, from_us, metadata, to_us
 
 conversation_signing_keys = Table(
@@ -185,8 +186,11 @@ class NameTaken(Exception):
     """A concurrent put created a test credential with the same name first."""
 
 
-class ModelStore:
-    """Queries over the tables above, through a :class:`SqlStore`'s engines."""
+class ModelStore(KekPrimaryQueries):
+    """Queries over the tables above, through a :class:`SqlStore`'s engines.
+
+    Every write of a wrapped key raises :class:`~auth_service.store.kek_sql.PrimaryKekMoved`
+    unless it is sealed under the agreed primary key-encryption key."""
 
     def __init__(self, sql: SqlStore):
         # The tables come from the migrations (auth_service/migrations), applied by
@@ -320,6 +324,7 @@ class ModelStore:
 
     def insert_test_credential(self, record: TestCredentialRecord, audit: AuditEvent) -> None:
         def run(conn: Connection):
+            hold_primary(conn, record.sealed.kek_id)
             conn.execute(insert(test_credentials).values(**_test_credential_row(record)))
             conn.execute(insert(audit_events).values(**_audit_row(audit)))
 
@@ -333,6 +338,7 @@ class ModelStore:
         t = test_credentials
 
         def run(conn: Connection):
+            hold_primary(conn, record.sealed.kek_id)
             done = conn.execute(
                 update(t)
                 .where(t.c.credential_id == record.credential_id, t.c.workspace_id == record.workspace_id)
@@ -412,7 +418,12 @@ class ModelStore:
             )
             .values(kek_id=new.kek_id, wrapped_key=new.wrapped_key)
         )
-        return self._writing(lambda conn: conn.execute(stmt).rowcount == 1)
+
+        def run(conn: Connection) -> bool:
+            hold_primary(conn, new.kek_id)
+            return conn.execute(stmt).rowcount == 1
+
+        return self._writing(run)
 
     # -- exposure and workspace settings ----------------------------------------------
 
