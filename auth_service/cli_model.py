@@ -322,7 +322,7 @@ def add_model_commands(sub, add_storage_flags) -> None:
 
     kek = sub.add_parser("kek", help="key-encryption keys of test credentials (local: database + configuration)")
     ks = kek.add_subparsers(dest="kek_command", required=True)
-    p = ks.add_parser("status", help="which key wraps how many records")
+    p = ks.add_parser("status", help="which key wraps how many records; exit 3 until all are under the primary")
     add_storage_flags(p)
     p.add_argument("--log-level")
     p = ks.add_parser("new-key", help="print a new id:base64 key entry for WOES_AUTH_KEK (a secret)")
