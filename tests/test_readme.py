@@ -12,8 +12,9 @@ before each fenced block:
 - ``<!-- walkthrough: snippet -->``: Python saved as ``check.py``;
 - ``<!-- walkthrough: client -->``: shell commands run like the others, in the client-only venv,
   in the folder holding ``check.py``;
-- ``<!-- output -->``: what the block before it prints (stdout and stderr). ``...`` within a line
-  stands for any text of that line, a line of ``...`` alone for any number of lines.
+A ```` ```text ```` block right after a marked shell block is what that block prints (stdout and
+stderr). ``...`` within a line stands for any text of that line, a line of ``...`` alone for any
+number of lines.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from tests.venv_helpers import CLIENT_INSTALL
 
 ROOT = Path(__file__).resolve().parent.parent
 CREDENTIAL = re.compile(r"woes_[a-z]{2}_[0-9A-Za-z]{12}_[0-9A-Za-z]{49}")
-BLOCK = re.compile(r"^<!-- (walkthrough(?::\s*([\w-]+))?|output) -->\n```(\w*)\n(.*?)^```$", re.M | re.S)
+BLOCK = re.compile(r"^<!-- walkthrough(?::\s*([\w-]+))? -->\n```\w*\n(.*?)^```\n(?:```text\n(.*?)^```$)?", re.M | re.S)
 KINDS = {"", "server", "fails", "client-install", "snippet", "client"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -55,13 +56,10 @@ def readme_blocks(text: str) -> list[Block]:
     blocks: list[Block] = []
     for match in BLOCK.finditer(text):
         line = text.count("\n", 0, match.start()) + 1
-        if match.group(1) == "output":
-            assert blocks and blocks[-1].expected is None, f"README.md:{line}: an output block follows no command block"
-            blocks[-1].expected = match.group(4)
-            continue
-        kind = match.group(2) or ""
+        kind = match.group(1) or ""
         assert kind in KINDS, f"README.md:{line}: unknown walkthrough kind {kind!r}"
-        blocks.append(Block(kind, match.group(4), line))
+        blocks.append(Block(kind, match.group(2), line, match.group(3)))
+    assert len(blocks) == text.count("<!-- walkthrough"), "a walkthrough marker is not right before a fenced block"
     return blocks
 
 
