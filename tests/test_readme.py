@@ -190,7 +190,8 @@ def test_the_walkthrough_runs_as_written(tmp_path, client_python):
     finally:
         stop(server)
     variables = (out / "variables").read_text(errors="replace") if (out / "variables").exists() else ""
-    conftest.MINTED.update(CREDENTIAL.findall(variables))  # the final log scan looks for them too
+    made = set(CREDENTIAL.findall(variables))
+    conftest.MINTED.update(made)  # the final log scan looks for them too
 
     problems = []
     for n, block in enumerate(blocks):
@@ -212,3 +213,4 @@ def test_the_walkthrough_runs_as_written(tmp_path, client_python):
             problems.append(f"{where}: printed\n{shown}\ninstead of\n{block.expected}")
         assert not CREDENTIAL.search(shown), f"{where}: a whole credential was printed"
     assert not problems, "\n\n".join(problems) + f"\n\nserver log: {server_log}"
+    assert len(made) >= 4, "the walk-through's admin, server, widget and API credentials were not all seen"
