@@ -11,7 +11,8 @@ before each fenced block:
   ``client_python`` fixture runs in a fresh venv (``tests/venv_helpers.py``);
 - ``<!-- walkthrough: snippet -->``: Python saved as ``check.py``;
 - ``<!-- walkthrough: client -->``: shell commands run like the others, in the client-only venv,
-  in the folder holding ``check.py``;
+  in the folder holding ``check.py``.
+
 A ```` ```text ```` block right after a marked shell block is what that block prints (stdout and
 stderr). ``...`` within a line stands for any text of that line, a line of ``...`` alone for any
 number of lines.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -171,6 +173,9 @@ def test_shown_output_matching():
 
 
 def test_the_walkthrough_runs_as_written(tmp_path, client_python):
+    for tool in ("make", "jq"):  # what the README says it needs beside .venv
+        if shutil.which(tool) is None:
+            pytest.fail(f"the README's walk-through needs {tool}: install it (Debian: apt-get install {tool})")
     blocks = readme_blocks((ROOT / "README.md").read_text())
     port = conftest.free_port()
     env = base_env(tmp_path / "data", WOES_AUTH_LISTEN=f"127.0.0.1:{port}", WOES_AUTH_WORKERS="1")
