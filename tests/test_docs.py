@@ -63,11 +63,19 @@ class RecordingEnviron(dict):
 
 
 def settings_variables(monkeypatch) -> set[str]:
-    """Every WOES_AUTH_* variable ``Settings.from_env`` reads, found by reading them."""
+    """Every WOES_AUTH_* variable ``Settings.from_env`` reads into a setting, found by reading them.
+
+    A variable read only to be refused (a retired setting) has no field of ``Settings`` and is none.
+    """
     environ = RecordingEnviron({k: v for k, v in os.environ.items() if not k.startswith(config.ENV_PREFIX)})
     monkeypatch.setattr(os, "environ", environ)
     config.Settings.from_env()
-    return {name for name in environ.asked if name.startswith(config.ENV_PREFIX)}
+    fields = {f.name for f in dataclasses.fields(config.Settings)}
+    return {
+        name
+        for name in environ.asked
+        if name.startswith(config.ENV_PREFIX) and name.removeprefix(config.ENV_PREFIX).lower() in fields
+    }
 
 
 def serve_flags() -> set[str]:
