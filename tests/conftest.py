@@ -27,6 +27,7 @@ from auth_service import server as server_mod
 from auth_service.config import Settings
 from auth_service.credentials import CredentialManager
 from auth_service.crypto import Keyring, Pepper
+from tests.venv_helpers import client_only_venv
 
 # -- secrets and logs of the whole run ----------------------------------------
 
@@ -254,3 +255,12 @@ def live_server_any_db(database_url, pepper):
     yield srv
     srv.channel.close()
     srv.runtime.stop(0.5)
+
+
+# -- a client-only environment -----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def client_python(tmp_path_factory) -> Path:
+    """The python of a new venv in which only the client distribution was installed (one per run)."""
+    return client_only_venv(tmp_path_factory.mktemp("client-only")) / "python"
