@@ -2,9 +2,7 @@
 
     woes-auth serve              run the service
     woes-auth bootstrap-admin    create an admin credential (printed once, last line of stdout)
-    woes-auth bootstrap-internal create an internal credential holding internal permissions (likewise)
-    woes-auth service-keys list|rotate
-                                 admin and internal credentials, with database access (cli_service.py)
+    woes-auth bootstrap-internal | service-keys list|rotate    internal credentials (cli_service.py)
     woes-auth db upgrade|status  apply the schema migrations / show the schema revision
     woes-auth keys issue|list|get|rotate|revoke
                                  admin tooling over gRPC against a running server
@@ -14,11 +12,9 @@
                                  the rest of the credential model (see cli_model.py)
     woes-auth kek rotate         new primary key-encryption key, re-wrap every test credential
 
-Admin commands read the admin credential from ``WOES_AUTH_ADMIN_CREDENTIAL``
-or ``--admin-credential-file``, and the internal RPCs' commands (``conversations
-issue``, ``test-credentials reveal``) an internal credential from
-``WOES_AUTH_INTERNAL_CREDENTIAL`` or ``--internal-credential-file``, never from
-a flag value (flags end up in shell history and process lists).
+Admin commands read the admin credential (internal RPCs: the internal one) from
+``WOES_AUTH_{ADMIN,INTERNAL}_CREDENTIAL`` or ``--{admin,internal}-credential-file``,
+never from a flag value (flags end up in shell history and process lists).
 """
 
 from __future__ import annotations
@@ -95,13 +91,6 @@ def cmd_bootstrap_admin(args: argparse.Namespace) -> int:
     from .errors import AuthError
     from .store import SqlStore
 
-    if args.permission:
-        print(
-            "woes-auth: admin credentials hold no internal permission; create an internal credential "
-            "with 'woes-auth bootstrap-internal --name NAME --permission PERMISSION'",
-            file=sys.stderr,
-        )
-        return 2
     settings = _settings(args)
     logs.setup(settings.log_level)
     pepper, note = load_pepper(settings, create=True)
@@ -162,7 +151,6 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def _admin_credential(args: argparse.Namespace, kind: str = "admin") -> str:
-    """The ``kind`` (admin or internal) credential from its file flag or environment variable."""
     path = getattr(args, f"{kind}_credential_file", None)
     if path:
         try:
@@ -188,8 +176,7 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _call(args: argparse.Namespace, method: str, request, *, admin: bool = True, internal: bool = False) -> int:
-    """Call ``method`` on the server named by ``args`` with the admin credential (``admin``), the
-    internal credential (``internal``) or none; print the answer as JSON (0) or the error (1)."""
+    """Call ``method`` (with the admin, the internal or no credential); print the answer as JSON (0) or the error (1)."""
     import grpc
     from google.protobuf import json_format
     from woes.auth.v1 import auth_service_pb2_grpc
@@ -310,6 +297,8 @@ def cmd_dev_certs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cli_service import RefusedAdminPermission, add_service_key_commands
+
     parser = argparse.ArgumentParser(prog="woes-auth", description="The Woes credential service.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -342,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     boot = sub.add_parser("bootstrap-admin", help="create an admin credential; prints it as the last line")
     boot.add_argument("--name", default="bootstrap admin", help="display name of the admin key")
-    boot.add_argument("--permission", action="append", help=argparse.SUPPRESS)  # refused: see bootstrap-internal
+    boot.add_argument("--permission", action=RefusedAdminPermission, help=argparse.SUPPRESS)
     boot.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     _add_storage_flags(boot)
     boot.set_defaults(func=cmd_bootstrap_admin)
@@ -383,7 +372,6 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=cmd_keys)
 
     from .cli_model import add_model_commands
-    from .cli_service import add_service_key_commands
 
     add_model_commands(sub, _add_storage_flags)
     add_service_key_commands(sub, _add_storage_flags)

@@ -20,15 +20,28 @@ from datetime import timedelta
 
 from . import logs
 from . import permissions as permission_registry
-from .config import load_pepper
+from .config import load_pepper, log_key_source
 
 log = logging.getLogger("auth_service.cli")
 
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 
 
-def _open(args: argparse.Namespace, *, with_pepper: bool):
-    """(store, manager or None) of the configured database, whose schema must be current."""
+class RefusedAdminPermission(argparse.Action):
+    """``bootstrap-admin --permission``: refused (exit 2), since admin keys hold no internal permission."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.exit(
+            2,
+            "woes-auth: admin keys hold no internal permission; make an internal credential with "
+            "'woes-auth bootstrap-internal --name NAME --permission PERMISSION'\n",
+        )
+
+
+def _open(args: argparse.Namespace, *, with_pepper: bool, create_pepper: bool = False):
+    """(store, manager or None) of the configured database, whose schema must be current. A
+    development pepper is made only with ``create_pepper`` (a new credential); a rotation needs the
+    pepper its keys were made with."""
     from .cli import _settings
     from .credentials import CredentialManager
     from .server import check_schema
@@ -38,8 +51,8 @@ def _open(args: argparse.Namespace, *, with_pepper: bool):
     logs.setup(settings.log_level)
     pepper = None
     if with_pepper:
-        pepper, note = load_pepper(settings, create=True)
-        log.info(note)
+        pepper, note = load_pepper(settings, create=create_pepper)
+        log_key_source(note, log)
     url = settings.resolved_database_url()
     check_schema(url)
     store = SqlStore(url, create_schema=False)
@@ -56,7 +69,7 @@ def cmd_bootstrap_internal(args: argparse.Namespace) -> int:
     from .errors import AuthError
     from .service_keys import bootstrap_internal
 
-    store, manager = _open(args, with_pepper=True)
+    store, manager = _open(args, with_pepper=True, create_pepper=True)
     try:
         issued = bootstrap_internal(manager, args.name, tuple(args.permission or ()))
     except AuthError as exc:

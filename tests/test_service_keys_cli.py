@@ -174,7 +174,7 @@ def test_an_admin_key_is_rotated_by_the_command_not_the_api(served):
 def test_migration_moves_internal_permissions_off_admin_keys(database_url, pepper):
     engine = create_engine(database_url)
     try:
-        migrate.upgrade(engine, "0002")
+        migrate.upgrade(engine, "0003")  # the revision before 0004
         store = SqlStore(database_url, create_schema=False)
         manager = CredentialManager(store, pepper)
         # Admin keys as 'bootstrap-admin --permission' made them before internal credentials existed.

@@ -1,7 +1,7 @@
 """internal permissions move off admin keys (they belong to internal credentials, woes_ik_)
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-04 18:00:00.000000
 
 An admin key made by ``bootstrap-admin --permission ...`` held internal permissions in its
@@ -21,7 +21,7 @@ import time
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
