@@ -84,7 +84,7 @@ def bootstrap_internal(
 
 
 def rotate_service_key(
-    manager: CredentialManager, key_id: str, grace: timedelta, actor: str = "service-keys rotate"
+    manager: CredentialManager, key_id: str, grace: timedelta, actor: str = "cli:service-keys-rotate"
 ) -> tuple[Issued, KeyRecord]:
     """Replace an admin or internal key by a new one of the same kind, name and permissions; the old
     one works for ``grace`` (0: it stops at once). Audited as ``service_key.rotate``. For the local

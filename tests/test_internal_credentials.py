@@ -288,7 +288,7 @@ def test_service_key_rotation_with_database_access(live_server):
     err = call_error(srv.stub.IssueConversationSecret, request, metadata=md(backend.secret))
     assert (err.code, err.reason) == (UNAUTH, "CREDENTIAL_EXPIRED")  # no grace: the old one stops at once
     event = audit_events(srv, action="service_key.rotate")[0]
-    assert (event.key_id, event.actor) == (backend.key.key_id, "service-keys rotate")
+    assert (event.key_id, event.actor) == (backend.key.key_id, "cli:service-keys-rotate")
     # Workspace keys are the Rotate RPC's, not this command's.
     with pytest.raises(KeyNotRotatable):
         service_keys.rotate_service_key(srv.manager, issue(srv).key.key_id, grace=timedelta())
