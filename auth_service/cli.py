@@ -2,6 +2,7 @@
 
     woes-auth serve              run the service
     woes-auth bootstrap-admin    create an admin credential (printed once, last line of stdout)
+    woes-auth bootstrap-internal | service-keys list|rotate    internal credentials (cli_service.py)
     woes-auth db upgrade|status  apply the schema migrations / show the schema revision
     woes-auth keys issue|list|get|rotate|revoke
                                  admin tooling over gRPC against a running server
@@ -11,9 +12,9 @@
                                  the rest of the credential model (see cli_model.py)
     woes-auth kek rotate         new primary key-encryption key, re-wrap every test credential
 
-Admin commands read the admin credential from ``WOES_AUTH_ADMIN_CREDENTIAL``
-or ``--admin-credential-file``, never from a flag value (flags end up in shell
-history and process lists).
+Admin commands read the admin credential (internal RPCs: the internal one) from
+``WOES_AUTH_{ADMIN,INTERNAL}_CREDENTIAL`` or ``--{admin,internal}-credential-file``,
+never from a flag value (flags end up in shell history and process lists).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def cmd_bootstrap_admin(args: argparse.Namespace) -> int:
     check_schema(settings.resolved_database_url())
     store = SqlStore(settings.resolved_database_url(), create_schema=False)
     try:
-        issued = CredentialManager(store, pepper).bootstrap_admin(args.name, permissions=tuple(args.permission or ()))
+        issued = CredentialManager(store, pepper).bootstrap_admin(args.name)
     except AuthError as exc:
         print(f"woes-auth: {exc.message}", file=sys.stderr)
         return 2
@@ -149,15 +150,17 @@ def cmd_db(args: argparse.Namespace) -> int:
 # -- admin commands over gRPC ---------------------------------------------------
 
 
-def _admin_credential(args: argparse.Namespace) -> str:
-    if args.admin_credential_file:
+def _admin_credential(args: argparse.Namespace, kind: str = "admin") -> str:
+    path = getattr(args, f"{kind}_credential_file", None)
+    if path:
         try:
-            return Path(args.admin_credential_file).read_text().strip()
+            return Path(path).read_text().strip()
         except OSError as exc:
-            raise ConfigError(f"cannot read the admin credential file: {exc.strerror}") from None
-    value = os.environ.get("WOES_AUTH_ADMIN_CREDENTIAL", "").strip()
+            raise ConfigError(f"cannot read the {kind} credential file: {exc.strerror}") from None
+    variable = f"WOES_AUTH_{kind.upper()}_CREDENTIAL"
+    value = os.environ.get(variable, "").strip()
     if not value:
-        raise ConfigError("set WOES_AUTH_ADMIN_CREDENTIAL or pass --admin-credential-file")
+        raise ConfigError(f"set {variable} or pass --{kind}-credential-file")
     return value
 
 
@@ -165,20 +168,22 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     """Flags of every command that talks to a running server: address, admin credential, deadline, mTLS."""
     p.add_argument("--server", help="host:port of the server (env WOES_AUTH_SERVER, default WOES_AUTH_LISTEN)")
     p.add_argument("--admin-credential-file", help="file holding the admin credential")
+    p.add_argument("--internal-credential-file", help="file holding the internal credential (internal RPCs)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
     p.add_argument("--tls-ca", default=os.environ.get("WOES_AUTH_CLIENT_TLS_CA"), help="CA of the server (mTLS)")
     p.add_argument("--tls-cert", default=os.environ.get("WOES_AUTH_CLIENT_TLS_CERT"), help="client certificate")
     p.add_argument("--tls-key", default=os.environ.get("WOES_AUTH_CLIENT_TLS_KEY"), help="client private key")
 
 
-def _call(args: argparse.Namespace, method: str, request, *, admin: bool = True) -> int:
-    """Call ``method`` on the server named by ``args``; print the answer as JSON (0) or the error (1)."""
+def _call(args: argparse.Namespace, method: str, request, *, admin: bool = True, internal: bool = False) -> int:
+    """Call ``method`` (with the admin, the internal or no credential); print the answer as JSON (0) or the error (1)."""
     import grpc
     from google.protobuf import json_format
     from woes.auth.v1 import auth_service_pb2_grpc
 
     target = args.server or os.environ.get("WOES_AUTH_SERVER") or Settings.from_env().listen
-    metadata = (("authorization", f"Bearer {_admin_credential(args)}"),) if admin else ()
+    kind = "internal" if internal else "admin" if admin else ""
+    metadata = (("authorization", f"Bearer {_admin_credential(args, kind)}"),) if kind else ()
     if args.tls_ca:
         from .tls import channel_credentials
 
@@ -292,6 +297,8 @@ def cmd_dev_certs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cli_service import RefusedAdminPermission, add_service_key_commands
+
     parser = argparse.ArgumentParser(prog="woes-auth", description="The Woes credential service.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -324,11 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     boot = sub.add_parser("bootstrap-admin", help="create an admin credential; prints it as the last line")
     boot.add_argument("--name", default="bootstrap admin", help="display name of the admin key")
-    boot.add_argument(
-        "--permission",
-        action="append",
-        help="internal permission to grant the new admin key, e.g. lab:test_credentials:reveal (repeatable)",
-    )
+    boot.add_argument("--permission", action=RefusedAdminPermission, help=argparse.SUPPRESS)
     boot.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     _add_storage_flags(boot)
     boot.set_defaults(func=cmd_bootstrap_admin)
@@ -371,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_model import add_model_commands
 
     add_model_commands(sub, _add_storage_flags)
+    add_service_key_commands(sub, _add_storage_flags)
 
     certs = sub.add_parser("dev-certs", help="write a development CA, server and client certificates (mTLS)")
     certs.add_argument("--out", required=True, help="folder to write the PEM files to")

@@ -42,10 +42,10 @@ def _when(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _rpc(args, method: str, request, *, admin: bool = True) -> int:
+def _rpc(args, method: str, request, *, admin: bool = True, internal: bool = False) -> int:
     from .cli import _call
 
-    return _call(args, method, request, admin=admin)
+    return _call(args, method, request, admin=admin, internal=internal)
 
 
 # -- conversations ------------------------------------------------------------------
@@ -63,7 +63,7 @@ def cmd_conversations(args) -> int:
             cpb.IssueConversationSecretRequest(
                 public_key=args.public_key, conversation_id=args.conversation, origin=args.origin or ""
             ),
-            admin=False,
+            internal=True,
         )
     if c == "verify":
         return _rpc(
@@ -139,6 +139,7 @@ def cmd_test_credentials(args) -> int:
             tpb.RevealTestCredentialRequest(
                 workspace_id=args.workspace, credential_id=args.credential_id, reason=args.reason or ""
             ),
+            internal=True,
         )
     raise AssertionError(c)
 
@@ -254,7 +255,10 @@ def add_model_commands(sub, add_storage_flags) -> None:
     conv = sub.add_parser("conversations", help="conversation history secrets")
     _remote(conv)
     cs = conv.add_subparsers(dest="conversations_command", required=True)
-    p = cs.add_parser("issue", help="issue the secret of one conversation (prints it)")
+    p = cs.add_parser(
+        "issue",
+        help="issue the secret of one conversation (internal credential with widget:conversation_secrets:issue)",
+    )
     p.add_argument("--public-key", required=True, help="the workspace's widget public key (public)")
     p.add_argument("--conversation", required=True)
     p.add_argument("--origin")
@@ -288,7 +292,7 @@ def add_model_commands(sub, add_storage_flags) -> None:
     for name, text in (
         ("get", "show one (metadata only)"),
         ("delete", "erase one, material included"),
-        ("reveal", "print the plaintext (needs lab:test_credentials:reveal; audited)"),
+        ("reveal", "print the plaintext (internal credential with lab:test_credentials:reveal; audited)"),
     ):
         p = ts.add_parser(name, help=text)
         p.add_argument("credential_id")

@@ -671,31 +671,26 @@ class CredentialManager:
             return None
         return Issued(existing, "", replayed=True)
 
-    def bootstrap_admin(
-        self,
-        display_name: str = "bootstrap admin",
-        actor: str = "bootstrap-admin",
-        permissions: tuple[str, ...] = (),
-    ) -> Issued:
-        """A new admin key. ``permissions`` are internal permissions (see :mod:`auth_service.permissions`),
-        stored as the admin key's scopes; only this local command grants them."""
-        from . import permissions as permission_registry
+    def bootstrap_admin(self, display_name: str = "bootstrap admin", actor: str = "bootstrap-admin") -> Issued:
+        """A new admin key, with no internal permission: those belong to internal credentials
+        (:mod:`auth_service.service_keys`). For the local command with database access only."""
+        return self._bootstrap(KeyKind.ADMIN, display_name, (), actor, "admin.bootstrap")
 
-        unknown = permission_registry.unknown(permissions)
-        if unknown:
-            v = Violations()
-            v.add("permissions", "unknown internal permissions: " + ", ".join(repr(p[:64]) for p in unknown[:5]))
-            v.raise_if_any()
+    def _bootstrap(
+        self, kind: KeyKind, display_name: str, permissions: tuple[str, ...], actor: str, action: str
+    ) -> Issued:
+        """A new service key (:data:`tokens.SERVICE_KINDS`) holding ``permissions`` (already checked), audited
+        as ``action``."""
         now = utcnow()
         spec = IssueSpec(
             workspace_id="",
-            kind=KeyKind.ADMIN,
+            kind=kind,
             display_name=display_name[:MAX_DISPLAY_NAME],
             scopes=tuple(sorted(set(permissions))),
         )
         record, secret = self._new_record(spec, now, actor)
         audit = AuditEvent(
-            action="admin.bootstrap",
+            action=action,
             actor=actor,
             outcome="ok",
             key_id=record.key_id,
@@ -718,8 +713,16 @@ class CredentialManager:
             v.add("key_id", f"required, {tokens.KEY_ID_LEN} characters of A-Z a-z 0-9")
             v.raise_if_any()
 
-    def rotate(self, actor: str, key_id: str, grace: timedelta | None) -> tuple[Issued, KeyRecord]:
-        """Replace ``key_id`` by a new key; returns the new key (with its secret) and the old one."""
+    def rotate(
+        self, actor: str, key_id: str, grace: timedelta | None, *, service_keys: bool = False
+    ) -> tuple[Issued, KeyRecord]:
+        """Replace ``key_id`` by a new key; returns the new key (with its secret) and the old one.
+
+        Invariant: no rotation creates a credential with powers its caller lacks. The ``Rotate``
+        RPC rotates workspace keys only: an admin or internal key (:data:`tokens.SERVICE_KINDS`)
+        is refused with ``KEY_NOT_ROTATABLE``, or a stolen one could mint a successor that outlives
+        its revocation. ``service_keys=True`` (the local command with database access, which
+        creates those keys too) rotates service keys only."""
         v = Violations()
         if not tokens.is_key_id(key_id):
             v.add("key_id", f"required, {tokens.KEY_ID_LEN} characters of A-Z a-z 0-9")
@@ -732,6 +735,15 @@ class CredentialManager:
         old = self.store.get_key(key_id)
         if old is None:
             raise KeyNotFound(key_id)
+        if (old.kind in tokens.SERVICE_KINDS) is not service_keys:
+            where = (
+                "is rotated only by 'woes-auth service-keys rotate' with database access"
+                if not service_keys
+                else "is a workspace key: rotate it through the Rotate RPC ('woes-auth keys rotate')"
+            )
+            raise KeyNotRotatable(
+                f"this {old.kind.value} key {where}", metadata={"key_id": key_id, "kind": old.kind.value}
+            )
         state = old.state_at(now)
         if state.value != "active":
             raise KeyNotRotatable(
@@ -748,7 +760,7 @@ class CredentialManager:
         )
         new, secret = self._new_record(spec, now, actor, rotated_from=key_id)
         audit = AuditEvent(
-            action="key.rotate",
+            action="service_key.rotate" if service_keys else "key.rotate",
             actor=actor,
             outcome="ok",
             key_id=key_id,
@@ -788,6 +800,9 @@ class CredentialManager:
         return record
 
     def list_keys(self, workspace_id: str, page_size: int, page_token: str) -> Page:
+        """Workspaces' server and widget keys, newest first. Service keys (admin, internal) are never
+        listed here, whatever the filter: they belong to no workspace, and their permissions are
+        shown only by the local command with database access."""
         v = Violations()
         if workspace_id and not WORKSPACE_ID_RE.fullmatch(workspace_id):
             v.add("workspace_id", "1 to 64 characters of A-Z a-z 0-9 _ -")
@@ -800,7 +815,7 @@ class CredentialManager:
                 v.add("page_token", "not a page token of this listing")
         v.raise_if_any()
         size = DEFAULT_PAGE_SIZE if page_size == 0 else min(page_size, MAX_PAGE_SIZE)
-        rows = self.store.list_keys(workspace_id, size + 1, after)
+        rows = self.store.list_keys(workspace_id, size + 1, after, kinds=ISSUABLE_KINDS)
         token = ""
         if len(rows) > size:
             rows = rows[:size]

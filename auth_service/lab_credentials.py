@@ -2,10 +2,12 @@
 
 The material is stored only as an AES-256-GCM envelope (:mod:`auth_service.envelope`)
 bound to its row, sealed under the primary key-encryption key the deployment agreed on in
-the database (:mod:`auth_service.store.kek_sql`), whatever this process's ring lists first. Listing and getting return metadata only; deleting erases the
-row, material included; revealing returns the plaintext only to an admin
+the database (:mod:`auth_service.store.kek_sql`), whatever this process's ring lists first.
+Listing and getting return metadata only; deleting erases the row, material included;
+revealing returns the plaintext only to an internal
 credential holding the internal permission ``lab:test_credentials:reveal``, and
-every reveal, refused or not, writes an audit event (never the material).
+every reveal by an internal credential, refused or not, writes an audit event
+(never the material).
 """
 
 from __future__ import annotations

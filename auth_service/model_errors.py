@@ -31,16 +31,29 @@ class ConversationWorkspaceMismatch(AuthError):
 
 
 class PermissionRequired(AuthError):
-    """The admin credential lacks an internal permission. Metadata ``permission`` names it."""
+    """The credential presented holds no internal permission named ``permission`` (metadata
+    ``permission``; ``kind`` too when the credential is no internal credential at all, e.g. an
+    admin credential, which never carries one)."""
 
     category = Category.PERMISSION_DENIED
     reason = "INTERNAL_PERMISSION_REQUIRED"
 
-    def __init__(self, permission: str):
+    def __init__(self, permission: str, kind: str = ""):
+        metadata = {"permission": permission}
+        if kind:
+            metadata["kind"] = kind
         super().__init__(
-            f"this RPC needs an admin credential holding the internal permission {permission!r}",
-            metadata={"permission": permission},
+            f"this RPC needs an internal credential (woes_ik_) holding the permission {permission!r}"
+            + (f"; a credential of kind {kind} holds none" if kind else ""),
+            metadata=metadata,
         )
+
+
+class InternalCredentialRequired(AuthError):
+    """An internal RPC was called without ``authorization: Bearer <internal credential>``."""
+
+    category = Category.UNAUTHENTICATED
+    reason = "INTERNAL_CREDENTIAL_REQUIRED"
 
 
 class TestCredentialNotFound(AuthError):

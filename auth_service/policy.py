@@ -6,6 +6,7 @@ Every RPC of ``woes.auth.v1.AuthService`` belongs to one group:
 | --- | --- |
 | ``verify`` | ``Authenticate``, ``VerifyWidgetKey`` and any ``Verify*`` RPC |
 | ``lab_reveal`` | any RPC whose name contains ``Reveal`` (revealing an API test credential) |
+| ``widget_secrets`` | ``IssueConversationSecret`` (the widget backend) |
 | ``admin`` | every other RPC (issue, rotate, revoke, get, list, audit, ...) |
 
 A new RPC therefore falls into ``admin`` unless it is named as a verification:
@@ -30,7 +31,8 @@ The policy file (``WOES_AUTH_POLICY_FILE``, ``.json`` or ``.toml``)::
     gateway = ["verify"]
     admin-tool = ["verify", "admin"]
     lab-runner = ["lab_reveal"]
-    "key:AbCdEfGhIjKl" = ["lab_reveal"]
+    widget-backend = ["verify", "widget_secrets"]
+    "key:AbCdEfGhIjKl" = ["admin"]
 
     throttled = ["lab-runner"]      # callers whose failed authentications are their own
 
@@ -44,11 +46,13 @@ is throttled by default.
 Without a policy file the defaults are least privilege:
 
 * mTLS: every caller with a valid certificate may ``verify``; nothing else.
-  Admin tools and the lab runner must be named in a policy file.
+  Admin tools, the lab runner and the widget backend must be named in a
+  policy file.
 * plaintext on loopback (development): callers cannot be told apart, so
-  ``anonymous`` may call every group; each admin and reveal RPC still needs
-  its own credential (an admin credential; the reveal permission). A policy
-  file narrows this (e.g. ``callers.anonymous = ["verify"]``).
+  ``anonymous`` may call every group; each admin and internal RPC still needs
+  its own credential (an admin credential; an internal credential holding the
+  RPC's permission). A policy file narrows this (e.g.
+  ``callers.anonymous = ["verify"]``).
 
 A refused call gets ``PERMISSION_DENIED`` with reason ``CALLER_NOT_ALLOWED``
 and writes an audit event (at most one per caller, group and minute, with the
@@ -71,11 +75,13 @@ from .config import ConfigError
 VERIFY = "verify"
 ADMIN = "admin"
 LAB_REVEAL = "lab_reveal"
-GROUPS = (VERIFY, ADMIN, LAB_REVEAL)
+WIDGET_SECRETS = "widget_secrets"
+GROUPS = (VERIFY, ADMIN, LAB_REVEAL, WIDGET_SECRETS)
 ANONYMOUS = "anonymous"
 KEY_PREFIX = "key:"
 
 _VERIFY_RPCS = frozenset({"Authenticate", "VerifyWidgetKey"})
+_WIDGET_SECRETS_RPCS = frozenset({"IssueConversationSecret"})
 
 
 def group_of(method_name: str) -> str:
@@ -84,6 +90,8 @@ def group_of(method_name: str) -> str:
         return VERIFY
     if "Reveal" in method_name:
         return LAB_REVEAL
+    if method_name in _WIDGET_SECRETS_RPCS:
+        return WIDGET_SECRETS
     return ADMIN
 
 

@@ -24,7 +24,7 @@ from .errors import AuthError, Category, FieldViolation, InternalError, InvalidA
 from .models import KeyRecord, utcnow
 from .rpc_model import COUNTED_FAILURES, ModelRpcMixin
 from .stats import Outcomes
-from .tokens import KeyKind
+from .tokens import SERVICE_KINDS, KeyKind
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ _KIND_TO_PB = {
     KeyKind.SERVER: res.KEY_KIND_SERVER,
     KeyKind.WIDGET: res.KEY_KIND_WIDGET,
     KeyKind.ADMIN: res.KEY_KIND_ADMIN,
+    KeyKind.INTERNAL: res.KEY_KIND_INTERNAL,
 }
 _KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
 _STATE_TO_PB = {
@@ -137,13 +138,14 @@ def _set_time(field, value) -> None:
 
 
 def key_to_pb(record: KeyRecord) -> res.Key:
-    """Metadata only: the record's digest never leaves the domain."""
+    """Metadata only: the record's digest never leaves the domain, nor the internal permissions of
+    an admin or internal key (its ``scopes``; shown only by ``woes-auth service-keys list``)."""
     key = res.Key(
         key_id=record.key_id,
         workspace_id=record.workspace_id,
         kind=_KIND_TO_PB[record.kind],
         display_name=record.display_name,
-        scopes=record.scopes,
+        scopes=() if record.kind in SERVICE_KINDS else record.scopes,
         state=_STATE_TO_PB[record.state_at(utcnow()).value],
         rotated_to=record.rotated_to,
         rotated_from=record.rotated_from,

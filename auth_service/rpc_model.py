@@ -13,9 +13,11 @@ from woes.auth.v1 import audit_pb2 as apb
 from woes.auth.v1 import conversations_pb2 as cpb
 from woes.auth.v1 import test_credentials_pb2 as tpb
 
+from . import permissions
 from .credentials import REQUEST_ID_RE
 from .errors import AuthError, Category, FieldViolation, InternalError, InvalidArgument
 from .model_records import Exposure, StoredAuditEvent, TestCredentialRecord, WorkspaceSettings
+from .service_keys import authenticate_internal
 
 log = logging.getLogger("auth_service.rpc")
 
@@ -109,6 +111,17 @@ class ModelRpcMixin:
             raise InternalError("this server was built without the credential model services")
         return self.model
 
+    def _internal_principal(self, context, method: str, permission: str, *, check_permission: bool = True):
+        """The verified internal credential of an internal RPC (see
+        :func:`auth_service.service_keys.authenticate_internal`); a refusal is counted."""
+        from .rpc import _bearer
+
+        try:
+            return authenticate_internal(self.manager, _bearer(context), permission, check_permission=check_permission)
+        except AuthError as error:
+            self.count_failure(method, error)
+            raise
+
     def _admin_principal(self, context):
         from .rpc import _bearer
 
@@ -160,6 +173,7 @@ class ModelRpcMixin:
 
     def IssueConversationSecret(self, request: cpb.IssueConversationSecretRequest, context):
         def run():
+            self._internal_principal(context, "IssueConversationSecret", permissions.ISSUE_CONVERSATION_SECRETS)
             issued = self._services().conversations.issue(request.public_key, request.conversation_id, request.origin)
             return cpb.IssueConversationSecretResponse(
                 secret=issued.secret,
@@ -268,8 +282,10 @@ class ModelRpcMixin:
 
     def RevealTestCredential(self, request: tpb.RevealTestCredentialRequest, context):
         def run():
-            principal = self._admin_principal(context)
-            actor = "admin:" + principal.key_id
+            principal = self._internal_principal(
+                context, "RevealTestCredential", permissions.REVEAL_TEST_CREDENTIALS, check_permission=False
+            )
+            actor = "internal:" + principal.key_id
             revealed = self._services().lab.reveal(
                 actor,
                 frozenset(principal.scopes),

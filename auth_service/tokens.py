@@ -3,7 +3,8 @@
     woes_<kind>_<key id: 12 base62>_<secret: 43 base62><checksum: 6 base62>
 
 * ``<kind>`` is ``sk`` (server API credential), ``pk`` (widget public key),
-  ``ak`` (admin credential) or ``cs`` (conversation history secret).
+  ``ak`` (admin credential), ``ik`` (internal credential) or ``cs``
+  (conversation history secret).
 * The key id is public: it finds the stored record in one indexed lookup and
   appears in display hints and logs. For a conversation history secret it is
   the id of the workspace's history signing key.
@@ -40,6 +41,7 @@ class KeyKind(Enum):
     SERVER = "server"
     WIDGET = "widget"
     ADMIN = "admin"
+    INTERNAL = "internal"
     CONVERSATION = "conversation"
 
 
@@ -47,11 +49,16 @@ PREFIXES: dict[KeyKind, str] = {
     KeyKind.SERVER: "woes_sk_",
     KeyKind.WIDGET: "woes_pk_",
     KeyKind.ADMIN: "woes_ak_",
+    KeyKind.INTERNAL: "woes_ik_",
     KeyKind.CONVERSATION: "woes_cs_",
 }
+SERVICE_KINDS: frozenset[KeyKind] = frozenset({KeyKind.ADMIN, KeyKind.INTERNAL})
+"""The service's own credentials (no workspace): created, listed with their permissions and rotated
+only by the ``woes-auth`` commands with database access, never through the API."""
+
 _KIND_BY_CODE = {prefix[5:7]: kind for kind, prefix in PREFIXES.items()}
 
-TOKEN_PATTERN = r"woes_(sk|pk|ak|cs)_([0-9A-Za-z]{%d})_([0-9A-Za-z]{%d})([0-9A-Za-z]{%d})" % (
+TOKEN_PATTERN = r"woes_(sk|pk|ak|ik|cs)_([0-9A-Za-z]{%d})_([0-9A-Za-z]{%d})([0-9A-Za-z]{%d})" % (
     KEY_ID_LEN,
     SECRET_LEN,
     CHECKSUM_LEN,

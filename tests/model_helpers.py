@@ -14,7 +14,7 @@ from woes.auth.v1 import audit_pb2 as apb
 from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import permissions
+from auth_service import permissions, service_keys
 from tests import conftest
 from tests.helpers import RichError, rich_error
 
@@ -32,10 +32,20 @@ def issue(srv, workspace: str, kind=res.KEY_KIND_SERVER, **fields):
     return srv.stub.IssueKey(pb.IssueKeyRequest(workspace_id=workspace, kind=kind, **fields), metadata=srv.admin_md)
 
 
-def revealer_md(srv) -> tuple[tuple[str, str], ...]:
-    """Metadata of a new admin key holding the reveal permission (granted as bootstrap-admin does)."""
-    issued = srv.manager.bootstrap_admin("test runner", permissions=(permissions.REVEAL_TEST_CREDENTIALS,))
+def internal_md(srv, *held: str, name: str = "internal service") -> tuple[tuple[str, str], ...]:
+    """Metadata of a new internal credential holding ``held`` (made as bootstrap-internal makes it)."""
+    issued = service_keys.bootstrap_internal(srv.manager, name, held)
     return (("authorization", f"Bearer {issued.secret}"),)
+
+
+def revealer_md(srv) -> tuple[tuple[str, str], ...]:
+    """Metadata of a new internal credential holding the reveal permission (the test runner's)."""
+    return internal_md(srv, permissions.REVEAL_TEST_CREDENTIALS, name="test runner")
+
+
+def widget_backend_md(srv) -> tuple[tuple[str, str], ...]:
+    """Metadata of a new internal credential holding the conversation secret permission (the widget backend's)."""
+    return internal_md(srv, permissions.ISSUE_CONVERSATION_SECRETS, name="widget backend")
 
 
 class Errors:

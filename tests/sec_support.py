@@ -12,7 +12,7 @@ from woes.auth.v1 import auth_service_pb2_grpc
 from auth_service import tls
 from tests import conftest
 
-CLIENTS = ("gateway", "admin-tool", "lab-runner", "intruder")
+CLIENTS = ("gateway", "admin-tool", "lab-runner", "widget-backend", "intruder")
 
 
 def _remember_keys(folder: Path) -> None:

@@ -61,8 +61,7 @@ def test_bootstrap_admin_prints_the_credential_alone_on_the_last_line_and_never_
         assert form not in boot.stderr
     key_id = last.split("_")[2]
     assert key_id in boot.stderr  # the log names the key, not the secret
-    listed = ok_json(keys(served, "list"))
-    admin_key = next(k for k in listed["keys"] if k["key_id"] == key_id)
+    admin_key = ok_json(keys(served, "get", key_id))["key"]
     assert admin_key["kind"] == "KEY_KIND_ADMIN" and admin_key["display_name"] == "ops laptop"
 
 

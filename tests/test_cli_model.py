@@ -5,18 +5,25 @@ from __future__ import annotations
 import json
 import secrets
 
+from auth_service import permissions, service_keys
 from tests import conftest
 from tests.process_helpers import base_env, cli
 
 
-def _env(live_server, tmp_path, admin_secret: str) -> dict[str, str]:
-    return base_env(tmp_path, WOES_AUTH_SERVER=live_server.target, WOES_AUTH_ADMIN_CREDENTIAL=admin_secret)
+def _env(live_server, tmp_path, admin_secret: str, internal_secret: str = "") -> dict[str, str]:
+    env = base_env(tmp_path, WOES_AUTH_SERVER=live_server.target, WOES_AUTH_ADMIN_CREDENTIAL=admin_secret)
+    if internal_secret:
+        env["WOES_AUTH_INTERNAL_CREDENTIAL"] = internal_secret
+    return env
 
 
 def test_test_credentials_put_list_reveal_and_audit(live_server, tmp_path):
-    revealer = live_server.manager.bootstrap_admin("lab runner", permissions=("lab:test_credentials:reveal",)).secret
+    manager = live_server.manager
+    revealer = service_keys.bootstrap_internal(manager, "lab runner", (permissions.REVEAL_TEST_CREDENTIALS,)).secret
+    other = service_keys.bootstrap_internal(manager, "widget backend", (permissions.ISSUE_CONVERSATION_SECRETS,)).secret
     plain_env = _env(live_server, tmp_path, live_server.admin_secret)
-    lab_env = _env(live_server, tmp_path, revealer)
+    lab_env = _env(live_server, tmp_path, live_server.admin_secret, revealer)
+    other_env = _env(live_server, tmp_path, live_server.admin_secret, other)
     material = "sk_live_" + secrets.token_urlsafe(24)
     conftest.OTHER_SECRETS.add(material)
 
@@ -40,7 +47,10 @@ def test_test_credentials_put_list_reveal_and_audit(live_server, tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert credential_id in listed.stdout and material not in listed.stdout
 
-    refused = cli("test-credentials", "reveal", credential_id, "--workspace", "ws-cli", env=plain_env)
+    # The admin credential is not sent for a reveal: the command needs an internal credential.
+    missing = cli("test-credentials", "reveal", credential_id, "--workspace", "ws-cli", env=plain_env)
+    assert missing.returncode == 2 and "WOES_AUTH_INTERNAL_CREDENTIAL" in missing.stderr
+    refused = cli("test-credentials", "reveal", credential_id, "--workspace", "ws-cli", env=other_env)
     assert refused.returncode == 1
     assert "PERMISSION_DENIED INTERNAL_PERMISSION_REQUIRED" in refused.stderr
     assert material not in refused.stdout + refused.stderr
@@ -68,10 +78,17 @@ def test_conversations_issue_verify_revoke(live_server, tmp_path):
     from woes.auth.v1 import auth_service_pb2 as pb
     from woes.auth.v1 import resources_pb2 as res
 
-    env = _env(live_server, tmp_path, live_server.admin_secret)
+    backend = service_keys.bootstrap_internal(
+        live_server.manager, "widget backend", (permissions.ISSUE_CONVERSATION_SECRETS,)
+    ).secret
+    env = _env(live_server, tmp_path, live_server.admin_secret, backend)
     widget = live_server.stub.IssueKey(
         pb.IssueKeyRequest(workspace_id="ws-cli-conv", kind=res.KEY_KIND_WIDGET), metadata=live_server.admin_md
     ).secret
+    # An admin credential alone issues no conversation secret.
+    admin_only = _env(live_server, tmp_path, live_server.admin_secret)
+    refused = cli("conversations", "issue", "--public-key", widget, "--conversation", "c-1", env=admin_only)
+    assert refused.returncode == 2 and "WOES_AUTH_INTERNAL_CREDENTIAL" in refused.stderr
     issued = cli("conversations", "issue", "--public-key", widget, "--conversation", "c-1", env=env)
     assert issued.returncode == 0, issued.stderr
     secret = json.loads(issued.stdout)["secret"]

@@ -34,6 +34,7 @@ from woes_auth_client import (
 from auth_service import tokens
 from tests.client_helpers import FakeAuthService, issue, revoke, start_switchable_server, status_with_reason
 from tests.conftest import free_port
+from tests.model_helpers import widget_backend_md
 
 
 @pytest.fixture
@@ -216,7 +217,8 @@ def test_verify_conversation_secret_and_its_typed_refusals(live_server, client):
     widget_a = issue(live_server, "ws-conv-a", kind=res.KEY_KIND_WIDGET)
     widget_b = issue(live_server, "ws-conv-b", kind=res.KEY_KIND_WIDGET)
     secret = live_server.stub.IssueConversationSecret(
-        cpb.IssueConversationSecretRequest(public_key=widget_a.secret, conversation_id="conv-1")
+        cpb.IssueConversationSecretRequest(public_key=widget_a.secret, conversation_id="conv-1"),
+        metadata=widget_backend_md(live_server),
     ).secret
     got = client.verify_conversation_secret(widget_a.secret, "conv-1", secret)
     assert got == ConversationAccess(

@@ -10,12 +10,17 @@ from woes.auth.v1 import conversations_pb2 as cpb
 from woes.auth.v1 import resources_pb2 as res
 
 from auth_service import tokens
-from tests.model_helpers import Errors, audit_events, issue, leaked_in
+from tests.model_helpers import Errors, audit_events, issue, leaked_in, widget_backend_md
 
 
 def _issue_secret(srv, public_key, conversation_id, origin=""):
+    """IssueConversationSecret as the widget backend calls it (one internal credential per server)."""
+    md = getattr(srv, "widget_backend_md", None)
+    if md is None:
+        md = srv.widget_backend_md = widget_backend_md(srv)
     return srv.stub.IssueConversationSecret(
-        cpb.IssueConversationSecretRequest(public_key=public_key, conversation_id=conversation_id, origin=origin)
+        cpb.IssueConversationSecretRequest(public_key=public_key, conversation_id=conversation_id, origin=origin),
+        metadata=md,
     )
 
 

@@ -759,9 +759,9 @@ class LimitSpy:
         self._inner = inner
         self.limits: list[int] = []
 
-    def list_keys(self, workspace_id, limit, after):
+    def list_keys(self, workspace_id, limit, after, kinds=None):
         self.limits.append(limit)
-        return self._inner.list_keys(workspace_id, limit, after)
+        return self._inner.list_keys(workspace_id, limit, after, kinds)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)

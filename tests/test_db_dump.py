@@ -6,7 +6,15 @@ from woes.auth.v1 import resources_pb2 as res
 from woes.auth.v1 import test_credentials_pb2 as tpb
 
 from tests import conftest
-from tests.model_helpers import audit_events, dump_database, issue, leaked_in, new_plaintext, revealer_md
+from tests.model_helpers import (
+    audit_events,
+    dump_database,
+    issue,
+    leaked_in,
+    new_plaintext,
+    revealer_md,
+    widget_backend_md,
+)
 
 
 def test_dump_holds_no_secret(database_url, pepper):
@@ -17,7 +25,8 @@ def test_dump_holds_no_secret(database_url, pepper):
         rotated = srv.stub.Rotate(pb.RotateRequest(key_id=server.key.key_id), metadata=srv.admin_md)
         srv.stub.Authenticate(pb.AuthenticateRequest(credential=rotated.secret, caller="svc"))
         conv = srv.stub.IssueConversationSecret(
-            cpb.IssueConversationSecretRequest(public_key=widget.secret, conversation_id="c-1")
+            cpb.IssueConversationSecretRequest(public_key=widget.secret, conversation_id="c-1"),
+            metadata=widget_backend_md(srv),
         )
         srv.stub.RevokeConversationSecret(
             cpb.RevokeConversationSecretRequest(workspace_id="ws-1", conversation_id="c-2"), metadata=srv.admin_md

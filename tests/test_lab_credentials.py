@@ -5,8 +5,9 @@ import pytest
 from sqlalchemy import select, update
 from woes.auth.v1 import test_credentials_pb2 as tpb
 
+from auth_service import permissions, service_keys
 from auth_service.store.model_sql import test_credentials as tc_table
-from tests.model_helpers import Errors, audit_events, leaked_in, new_plaintext, revealer_md
+from tests.model_helpers import Errors, audit_events, internal_md, leaked_in, new_plaintext, revealer_md
 
 URL = "https://api.customer.example/v1"
 
@@ -96,19 +97,24 @@ def test_reveal_without_permission_is_refused_and_audited(live_server_any_db):
     material = new_plaintext()
     cid = _put(srv, "crm", material).credential.credential_id
     errors = Errors()
-    err = errors(_reveal, srv, srv.admin_md, cid)  # a plain admin key
+    err = errors(_reveal, srv, srv.admin_md, cid)  # an admin key holds no internal permission
+    assert (err.code, err.reason) == (grpc.StatusCode.PERMISSION_DENIED, "INTERNAL_PERMISSION_REQUIRED")
+    assert err.metadata == {"permission": "lab:test_credentials:reveal", "kind": "admin"}
+    widget_backend = internal_md(srv, permissions.ISSUE_CONVERSATION_SECRETS)
+    err = errors(_reveal, srv, widget_backend, cid)  # an internal key holding another permission
     assert (err.code, err.reason) == (grpc.StatusCode.PERMISSION_DENIED, "INTERNAL_PERMISSION_REQUIRED")
     assert err.metadata == {"permission": "lab:test_credentials:reveal"}
     err = errors(_reveal, srv, (), cid)  # no credential at all
-    assert err.reason == "ADMIN_CREDENTIAL_REQUIRED"
+    assert (err.code, err.reason) == (grpc.StatusCode.UNAUTHENTICATED, "INTERNAL_CREDENTIAL_REQUIRED")
+    # Every refusal of an internal credential is audited (the others are counted as failures).
     events = audit_events(srv, action="test_credential.reveal")
     assert [(e.outcome, e.key_id, e.workspace_id) for e in events] == [("denied", cid, "ws-lab")]
-    assert events[0].actor.startswith("admin:")
-    # the permission cannot be granted by an admin RPC; bootstrap-admin refuses unknown permissions
+    assert events[0].actor == "internal:" + widget_backend[0][1][len("Bearer woes_ik_") :][:12]
+    # no RPC grants the permission; bootstrap-internal refuses unknown permissions
     from auth_service.errors import InvalidArgument
 
     with pytest.raises(InvalidArgument):
-        srv.manager.bootstrap_admin("x", permissions=("lab:everything",))
+        service_keys.bootstrap_internal(srv.manager, "x", ("lab:everything",))
     assert not leaked_in(errors.texts() + [str(e) for e in events])
 
 

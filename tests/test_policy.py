@@ -8,6 +8,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from woes.auth.v1 import auth_service_pb2 as pb
+from woes.auth.v1 import conversations_pb2 as cpb
 from woes.auth.v1 import resources_pb2 as res
 
 from auth_service import policy as policy_mod
@@ -17,6 +18,7 @@ from auth_service.credentials import IssueSpec
 from auth_service.tokens import KeyKind
 from tests.conftest import start_live_server
 from tests.helpers import call_error
+from tests.model_helpers import widget_backend_md
 from tests.sec_support import stub, tls_channel, tls_settings
 
 POLICY_TOML = """
@@ -27,6 +29,7 @@ throttled = ["gateway"]  # in these tests: its failed authentications are its ow
 gateway = ["verify"]
 admin-tool = ["verify", "admin"]
 lab-runner = ["lab_reveal"]
+widget-backend = ["widget_secrets"]
 """
 
 
@@ -37,6 +40,7 @@ def test_rpc_groups():
     for name in ("IssueKey", "Rotate", "Revoke", "GetKey", "ListKeys", "ListAudit", "SomethingNew"):
         assert policy_mod.group_of(name) == "admin", name
     assert policy_mod.group_of("RevealTestCredential") == "lab_reveal"
+    assert policy_mod.group_of("IssueConversationSecret") == "widget_secrets"
 
 
 def test_defaults_are_least_privilege():
@@ -45,7 +49,7 @@ def test_defaults_are_least_privilege():
     assert not mtls.allows("admin-tool", "admin") and not mtls.allows("lab-runner", "lab_reveal")
     # Plaintext loopback (development) cannot tell callers apart: the per-RPC credentials decide there.
     plain = policy_mod.default_policy(tls=False)
-    assert plain.groups_for(policy_mod.ANONYMOUS) == {"verify", "admin", "lab_reveal"}
+    assert plain.groups_for(policy_mod.ANONYMOUS) == {"verify", "admin", "lab_reveal", "widget_secrets"}
     assert plain.groups_for("gateway") == frozenset()
 
 
@@ -104,9 +108,13 @@ def mtls_policy_server(sqlite_url, pepper, tmp_path):
 def _calls(srv, secret: str):
     """One call per group; returns the status code name of each (OK or the refusal)."""
     admin_md = srv.admin_md
+    widget = srv.manager.issue_key("test", IssueSpec(workspace_id="ws-p", kind=KeyKind.WIDGET)).secret
+    backend_md = widget_backend_md(srv)
+    conversation = cpb.IssueConversationSecretRequest(public_key=widget, conversation_id="c-1")
     calls = {
         "verify": lambda s: s.Authenticate(pb.AuthenticateRequest(credential=secret), timeout=10),
         "admin": lambda s: s.GetKey(pb.GetKeyRequest(key_id=secret[8:20]), metadata=admin_md, timeout=10),
+        "widget_secrets": lambda s: s.IssueConversationSecret(conversation, metadata=backend_md, timeout=10),
     }
     return calls
 
@@ -125,11 +133,14 @@ def test_each_caller_reaches_exactly_its_groups(mtls_policy_server):
         "test", IssueSpec(workspace_id="ws-p", kind=KeyKind.SERVER, scopes=("conversations:read",))
     ).secret
     calls = _calls(srv, secret)
+    denied = "PERMISSION_DENIED"
     expected = {
-        "gateway": {"verify": "OK", "admin": "PERMISSION_DENIED"},
-        "admin-tool": {"verify": "OK", "admin": "OK"},
-        "lab-runner": {"verify": "PERMISSION_DENIED", "admin": "PERMISSION_DENIED"},
-        "intruder": {"verify": "PERMISSION_DENIED", "admin": "PERMISSION_DENIED"},
+        "gateway": {"verify": "OK", "admin": denied, "widget_secrets": denied},
+        # The admin group no longer holds IssueConversationSecret: the widget backend needs no admin power.
+        "admin-tool": {"verify": "OK", "admin": "OK", "widget_secrets": denied},
+        "lab-runner": {"verify": denied, "admin": denied, "widget_secrets": denied},
+        "widget-backend": {"verify": denied, "admin": denied, "widget_secrets": "OK"},
+        "intruder": {"verify": denied, "admin": denied, "widget_secrets": denied},
     }
     seen = {}
     for client in expected:
@@ -220,8 +231,12 @@ def test_plaintext_callers_identified_by_their_admin_credential(sqlite_url, pepp
     )
     srv = start_live_server(sqlite_url, pepper, policy_file=str(path))
     try:
-        ok = srv.stub.ListKeys(pb.ListKeysRequest(), metadata=(("authorization", f"Bearer {named_admin}"),), timeout=10)
-        assert {k.display_name for k in ok.keys} == {"named admin", "test admin"}
+        ok = srv.stub.GetKey(
+            pb.GetKeyRequest(key_id=named_admin[8:20]),
+            metadata=(("authorization", f"Bearer {named_admin}"),),
+            timeout=10,
+        )
+        assert ok.key.display_name == "named admin"
         # The fixture's own admin credential is valid, but the policy does not name it.
         denied = call_error(srv.stub.ListKeys, pb.ListKeysRequest(), metadata=srv.admin_md, timeout=10)
         assert (denied.code, denied.reason) == (grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_ALLOWED")

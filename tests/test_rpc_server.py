@@ -15,7 +15,7 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import errors_pb2
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import tokens
+from auth_service import permissions, service_keys, tokens
 from tests import conftest
 from tests.rpc_helpers import assert_error, digest_forms, fail, issue, secret_forms
 
@@ -321,7 +321,8 @@ def test_admin_rpcs_need_an_admin_credential(live_server, method):
     widget_key = issue(srv, kind=res.KEY_KIND_WIDGET).secret
     for metadata in ((), (("authorization", "Bearer "),), (("authorization", f"Basic {srv.admin_secret}"),)):
         assert_error(fail(call, ADMIN_CALLS[method](), metadata=metadata), UNAUTH, "ADMIN_CREDENTIAL_REQUIRED")
-    for secret, kind in ((server_key, "server"), (widget_key, "widget")):
+    internal_key = service_keys.bootstrap_internal(srv.manager, "internal", tuple(permissions.RPC_OF)).secret
+    for secret, kind in ((server_key, "server"), (widget_key, "widget"), (internal_key, "internal")):
         err = fail(call, ADMIN_CALLS[method](), metadata=(("authorization", f"Bearer {secret}"),))
         assert_error(err, DENIED, "NOT_ADMIN_CREDENTIAL")
         assert err.metadata.get("kind") == kind
@@ -334,11 +335,13 @@ def test_a_revoked_admin_credential_is_refused(live_server):
     second = srv.manager.bootstrap_admin("second admin")
     conftest.MINTED.add(second.secret)
     md = (("authorization", f"Bearer {second.secret}"),)
-    assert srv.stub.ListKeys(pb.ListKeysRequest(), metadata=md).keys  # works while active
+    mine = pb.GetKeyRequest(key_id=second.key.key_id)
+    assert srv.stub.GetKey(mine, metadata=md).key.state == res.KEY_STATE_ACTIVE  # works while active
     srv.stub.Revoke(pb.RevokeRequest(key_id=second.key.key_id, reason="rotation"), metadata=srv.admin_md)
     for method in sorted(ADMIN_CALLS):
         assert_error(fail(getattr(srv.stub, method), ADMIN_CALLS[method](), metadata=md), UNAUTH, "CREDENTIAL_REVOKED")
-    assert srv.stub.ListKeys(pb.ListKeysRequest(), metadata=srv.admin_md).keys  # the first admin is unaffected
+    # the first admin is unaffected
+    assert srv.stub.GetKey(mine, metadata=srv.admin_md).key.state == res.KEY_STATE_REVOKED
 
 
 # -- every reason of errors.proto -----------------------------------------------------
@@ -567,6 +570,7 @@ REASONS_TESTED_ELSEWHERE = {
     "CONVERSATION_SECRET_REVOKED": "test_conversations.py",
     "CONVERSATION_WORKSPACE_MISMATCH": "test_conversations.py",
     "INTERNAL_PERMISSION_REQUIRED": "test_lab_credentials.py",
+    "INTERNAL_CREDENTIAL_REQUIRED": "test_internal_credentials.py",
     "TEST_CREDENTIAL_NOT_FOUND": "test_lab_credentials.py",
     "KEK_NOT_CONFIGURED": "test_lab_credentials.py",
     "TEST_CREDENTIAL_UNREADABLE": "test_lab_credentials.py",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..models import AuditEvent, KeyRecord, UsageDelta
+from ..tokens import KeyKind
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,15 @@ class CredentialStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def list_keys(self, workspace_id: str, limit: int, after: tuple[datetime, str] | None) -> list[KeyRecord]:
-        """Keys newest first (create_time, key_id descending), strictly after the cursor."""
+    def list_keys(
+        self,
+        workspace_id: str,
+        limit: int,
+        after: tuple[datetime, str] | None,
+        kinds: tuple[KeyKind, ...] | None = None,
+    ) -> list[KeyRecord]:
+        """Keys newest first (create_time, key_id descending), strictly after the cursor; of
+        ``workspace_id`` unless it is empty, and of ``kinds`` only unless it is ``None``."""
 
     @abc.abstractmethod
     def latest_change(self) -> int:

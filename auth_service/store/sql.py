@@ -496,10 +496,18 @@ class SqlStore(CredentialStore):
 
         return self._writing(run)
 
-    def list_keys(self, workspace_id: str, limit: int, after: tuple[datetime, str] | None) -> list[KeyRecord]:
+    def list_keys(
+        self,
+        workspace_id: str,
+        limit: int,
+        after: tuple[datetime, str] | None,
+        kinds: tuple[KeyKind, ...] | None = None,
+    ) -> list[KeyRecord]:
         stmt = select(keys)
         if workspace_id:
             stmt = stmt.where(keys.c.workspace_id == workspace_id)
+        if kinds is not None:
+            stmt = stmt.where(keys.c.kind.in_([kind.value for kind in kinds]))
         if after is not None:
             create_us, key_id = to_us(after[0]), after[1]
             stmt = stmt.where(

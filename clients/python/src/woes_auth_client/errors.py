@@ -150,7 +150,7 @@ class CredentialNotWidgetKey(PermissionDenied):
 
 
 class CredentialKindNotAccepted(PermissionDenied):
-    """A credential of a kind that never authenticates API calls (an admin credential)."""
+    """A credential of a kind that never authenticates API calls (an admin or internal credential)."""
 
 
 class InsufficientScope(PermissionDenied):
@@ -203,7 +203,12 @@ class CallerNotAllowed(PermissionDenied):
 
 
 class InternalPermissionRequired(PermissionDenied):
-    """The admin credential lacks an internal permission (metadata ``permission``)."""
+    """The credential lacks the internal permission of an internal RPC (metadata ``permission``):
+    an internal credential without it, or a credential of another kind (metadata ``kind``)."""
+
+
+class InternalCredentialRequired(Unauthenticated):
+    """An internal RPC was called without an internal credential (``woes_ik_``)."""
 
 
 class TooManyFailures(AuthError):
@@ -238,6 +243,7 @@ REASONS: dict[str, type[AuthError]] = {
     "CONVERSATION_WORKSPACE_MISMATCH": ConversationWorkspaceMismatch,
     "CALLER_NOT_ALLOWED": CallerNotAllowed,
     "INTERNAL_PERMISSION_REQUIRED": InternalPermissionRequired,
+    "INTERNAL_CREDENTIAL_REQUIRED": InternalCredentialRequired,
     "TOO_MANY_FAILURES": TooManyFailures,
 }
 """``ErrorInfo.reason`` (domain ``auth.woes``) -> exception class."""

@@ -11,6 +11,7 @@ _KIND_NAMES = {
     resources_pb2.KEY_KIND_SERVER: "server",
     resources_pb2.KEY_KIND_WIDGET: "widget",
     resources_pb2.KEY_KIND_ADMIN: "admin",
+    resources_pb2.KEY_KIND_INTERNAL: "internal",
 }
 
 

@@ -34,14 +34,17 @@ class AuthServiceStub:
     them for admin tooling.
 
     Verify RPCs (`Authenticate`, `VerifyWidgetKey`, `VerifyConversationSecret`)
-    and `IssueConversationSecret` (called by the widget backend) are open to any
-    caller that passes the transport policy. Admin RPCs (`IssueKey`, `Rotate`,
-    `Revoke`, `GetKey`, `ListKeys`, and the conversation, test credential,
-    audit and workspace settings RPCs) need an
-    `authorization: Bearer <admin credential>` metadata entry;
-    `RevealTestCredential` also needs the internal permission
-    `lab:test_credentials:reveal` on that credential. Admin RPCs that change
-    state take an optional `x-request-id` metadata entry into the audit trail.
+    are open to any caller that passes the transport policy. Admin RPCs
+    (`IssueKey`, `Rotate`, `Revoke`, `GetKey`, `ListKeys`, and the conversation,
+    test credential, audit and workspace settings RPCs) need an
+    `authorization: Bearer <admin credential>` metadata entry. The two internal
+    RPCs need an `authorization: Bearer <internal credential>` (`woes_ik_...`)
+    holding their internal permission, which no admin credential holds:
+    `IssueConversationSecret` needs `widget:conversation_secrets:issue`,
+    `RevealTestCredential` needs `lab:test_credentials:reveal`. No RPC creates
+    or rotates an admin or internal credential: no caller can give itself a
+    power it lacks. Admin RPCs that change state take an optional
+    `x-request-id` metadata entry into the audit trail.
 
     Every error carries a `google.rpc.ErrorInfo` detail with domain `auth.woes`
     and a reason from `ErrorReason`; bad fields add a `google.rpc.BadRequest`.
@@ -156,14 +159,17 @@ class AuthServiceServicer:
     them for admin tooling.
 
     Verify RPCs (`Authenticate`, `VerifyWidgetKey`, `VerifyConversationSecret`)
-    and `IssueConversationSecret` (called by the widget backend) are open to any
-    caller that passes the transport policy. Admin RPCs (`IssueKey`, `Rotate`,
-    `Revoke`, `GetKey`, `ListKeys`, and the conversation, test credential,
-    audit and workspace settings RPCs) need an
-    `authorization: Bearer <admin credential>` metadata entry;
-    `RevealTestCredential` also needs the internal permission
-    `lab:test_credentials:reveal` on that credential. Admin RPCs that change
-    state take an optional `x-request-id` metadata entry into the audit trail.
+    are open to any caller that passes the transport policy. Admin RPCs
+    (`IssueKey`, `Rotate`, `Revoke`, `GetKey`, `ListKeys`, and the conversation,
+    test credential, audit and workspace settings RPCs) need an
+    `authorization: Bearer <admin credential>` metadata entry. The two internal
+    RPCs need an `authorization: Bearer <internal credential>` (`woes_ik_...`)
+    holding their internal permission, which no admin credential holds:
+    `IssueConversationSecret` needs `widget:conversation_secrets:issue`,
+    `RevealTestCredential` needs `lab:test_credentials:reveal`. No RPC creates
+    or rotates an admin or internal credential: no caller can give itself a
+    power it lacks. Admin RPCs that change state take an optional
+    `x-request-id` metadata entry into the audit trail.
 
     Every error carries a `google.rpc.ErrorInfo` detail with domain `auth.woes`
     and a reason from `ErrorReason`; bad fields add a `google.rpc.BadRequest`.
@@ -194,32 +200,43 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Rotate(self, request, context):
-        """Replaces a key by a new one with the same workspace, kind, scopes and
-        origins. The old credential keeps working for the grace period, never
-        past its own expiry. The response holds the new credential string; the
-        old one is never shown. Admin only.
+        """Replaces a server or widget key by a new one with the same workspace,
+        kind, scopes and origins. The old credential keeps working for the grace
+        period, never past its own expiry. The response holds the new credential
+        string; the old one is never shown. Admin and internal keys are not
+        rotated here (`FAILED_PRECONDITION`, `KEY_NOT_ROTATABLE`, metadata `kind`):
+        a new credential minted through the API would outlive the revocation of a
+        stolen one; `woes-auth service-keys rotate` does it with database access.
+        Admin only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Revoke(self, request, context):
-        """Revokes a key at once. Idempotent: revoking a revoked key answers its
-        current state. Admin only.
+        """Revokes a key at once, of any kind: admin and internal keys included
+        (taking power away needs no more power than the caller has). Idempotent:
+        revoking a revoked key answers its current state. Admin only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetKey(self, request, context):
-        """Returns a key's metadata, never its secret. Admin only.
+        """Returns a key's metadata, never its secret. For an admin or internal key
+        (the service's own credentials) it shows state, times, hint and usage but
+        never its internal permissions (`scopes` is empty). Admin only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListKeys(self, request, context):
-        """Lists keys' metadata, newest first, never their secrets. Admin only.
+        """Lists workspaces' server and widget keys' metadata, newest first, never
+        their secrets. Admin and internal keys belong to no workspace and are
+        never listed, with or without a workspace filter: `GetKey` shows one by
+        its id, `woes-auth service-keys list` (database access) lists them with
+        their permissions. Admin only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -229,7 +246,11 @@ class AuthServiceServicer:
         """Issues the conversation history secret (`woes_cs_...`) that lets one end
         customer's browser load the widget history of exactly one conversation
         of the widget key's workspace. Called by the widget backend when a
-        conversation starts. Writes nothing per conversation.
+        conversation starts, with `authorization: Bearer <internal credential>`
+        holding `widget:conversation_secrets:issue`: none is `UNAUTHENTICATED`
+        (`INTERNAL_CREDENTIAL_REQUIRED`), any other credential, an admin one
+        included, `PERMISSION_DENIED` (`INTERNAL_PERMISSION_REQUIRED`). Caller
+        policy group `widget_secrets`. Writes nothing per conversation.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -294,8 +315,10 @@ class AuthServiceServicer:
 
     def RevealTestCredential(self, request, context):
         """Returns a test credential's plaintext material to the internal test
-        runner. Needs an admin credential holding the internal permission
-        `lab:test_credentials:reveal`; every call, refused or not, is audited.
+        runner. Needs an internal credential (`woes_ik_...`) holding the internal
+        permission `lab:test_credentials:reveal`; an admin credential holds none.
+        Every call by an internal credential, refused or not, is audited. Caller
+        policy group `lab_reveal`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -435,14 +458,17 @@ class AuthService:
     them for admin tooling.
 
     Verify RPCs (`Authenticate`, `VerifyWidgetKey`, `VerifyConversationSecret`)
-    and `IssueConversationSecret` (called by the widget backend) are open to any
-    caller that passes the transport policy. Admin RPCs (`IssueKey`, `Rotate`,
-    `Revoke`, `GetKey`, `ListKeys`, and the conversation, test credential,
-    audit and workspace settings RPCs) need an
-    `authorization: Bearer <admin credential>` metadata entry;
-    `RevealTestCredential` also needs the internal permission
-    `lab:test_credentials:reveal` on that credential. Admin RPCs that change
-    state take an optional `x-request-id` metadata entry into the audit trail.
+    are open to any caller that passes the transport policy. Admin RPCs
+    (`IssueKey`, `Rotate`, `Revoke`, `GetKey`, `ListKeys`, and the conversation,
+    test credential, audit and workspace settings RPCs) need an
+    `authorization: Bearer <admin credential>` metadata entry. The two internal
+    RPCs need an `authorization: Bearer <internal credential>` (`woes_ik_...`)
+    holding their internal permission, which no admin credential holds:
+    `IssueConversationSecret` needs `widget:conversation_secrets:issue`,
+    `RevealTestCredential` needs `lab:test_credentials:reveal`. No RPC creates
+    or rotates an admin or internal credential: no caller can give itself a
+    power it lacks. Admin RPCs that change state take an optional
+    `x-request-id` metadata entry into the audit trail.
 
     Every error carries a `google.rpc.ErrorInfo` detail with domain `auth.woes`
     and a reason from `ErrorReason`; bad fields add a `google.rpc.BadRequest`.

@@ -16,6 +16,7 @@ class KeyKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_KIND_SERVER: _ClassVar[KeyKind]
     KEY_KIND_WIDGET: _ClassVar[KeyKind]
     KEY_KIND_ADMIN: _ClassVar[KeyKind]
+    KEY_KIND_INTERNAL: _ClassVar[KeyKind]
 
 class KeyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -28,6 +29,7 @@ KEY_KIND_UNSPECIFIED: KeyKind
 KEY_KIND_SERVER: KeyKind
 KEY_KIND_WIDGET: KeyKind
 KEY_KIND_ADMIN: KeyKind
+KEY_KIND_INTERNAL: KeyKind
 KEY_STATE_UNSPECIFIED: KeyState
 KEY_STATE_ACTIVE: KeyState
 KEY_STATE_REVOKED: KeyState
