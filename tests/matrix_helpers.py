@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import grpc
 from envoy.service.auth.v3 import attribute_context_pb2 as actx
@@ -124,13 +123,11 @@ class World:
         return self.issue().key.key_id
 
     def fresh_test_credential(self) -> str:
-        material = "matrix-material-" + secrets.token_hex(16)
-        conftest.OTHER_SECRETS.add(material)
         request = tpb.PutTestCredentialRequest(
             workspace_id=WORKSPACE,
-            name="matrix-" + uuid.uuid4().hex[:12],
+            name=_fresh("matrix"),
             kind=tpb.TEST_CREDENTIAL_KIND_BEARER_TOKEN,
-            secret_material=material,
+            secret_material=_material(),
             target_base_url="https://api.shop.example",
         )
         return self.setup.PutTestCredential(request, metadata=self.admin_md, timeout=30).credential.credential_id
@@ -142,6 +139,13 @@ def bearer(credential: str | None) -> tuple[tuple[str, str], ...]:
 
 def _fresh(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _material() -> str:
+    """A test credential's plaintext, recorded for the log scan."""
+    material = "matrix-material-" + secrets.token_hex(16)
+    conftest.OTHER_SECRETS.add(material)
+    return material
 
 
 # -- each RPC's request: where the credential under test goes, and the rest valid -------------------
@@ -173,7 +177,7 @@ REQUESTS: dict[str, _Request] = {
         workspace_id=WORKSPACE,
         name=_fresh("put"),
         kind=tpb.TEST_CREDENTIAL_KIND_API_KEY,
-        secret_material="matrix-put-material",
+        secret_material=_material(),
         target_base_url="https://api.shop.example",
     ),
     "GetTestCredential": lambda w, p: tpb.GetTestCredentialRequest(
@@ -235,7 +239,9 @@ def call(world: World, channel: grpc.Channel, rpc: str, presented: Presented) ->
             return Outcome(json.loads(body)["error"]["reason"], code_pb2.Code.Name(answer.status.code))
         request = REQUESTS[rpc](world, presented)
         metadata = () if rpc in IN_REQUEST else bearer(presented.credential)
-        getattr(pb_grpc.AuthServiceStub(channel), rpc)(request, metadata=metadata, timeout=30)
+        answer = getattr(pb_grpc.AuthServiceStub(channel), rpc)(request, metadata=metadata, timeout=30)
+        if getattr(answer, "secret", ""):  # IssueKey, Rotate, IssueConversationSecret: for the log scan
+            conftest.MINTED.add(answer.secret)
     except grpc.RpcError as err:
         error = rich_error(err)
         assert_no_secret_in([error.message, *error.metadata.values()])
@@ -254,24 +260,27 @@ def build_world(setup: pb_grpc.AuthServiceStub, issue_channel: grpc.Channel, ser
     ``service_keys``: the ``admin``, ``internal reveal`` and ``internal issue`` credentials."""
     world = World(setup, service_keys["admin"])
     # Expired: issued to expire in a moment; the wait for it is at the end.
-    expire_at = datetime.now(UTC) + timedelta(seconds=2)
-    expiring = world.issue(expire_time=timestamp_pb2.Timestamp(seconds=int(expire_at.timestamp()) + 1))
+    expiring = world.issue(expire_time=timestamp_pb2.Timestamp(seconds=int(time.time()) + 3))
     active = world.issue()
     world.server_key_id = active.key.key_id
     in_grace = world.issue()
-    world.setup.Rotate(
+    rotated = world.setup.Rotate(
         pb.RotateRequest(key_id=in_grace.key.key_id, grace_period=duration_pb2.Duration(seconds=86400)),
         metadata=world.admin_md,
         timeout=30,
     )
+    conftest.MINTED.add(rotated.secret)
     past_grace = world.issue()
-    world.setup.Rotate(
+    rotated = world.setup.Rotate(
         pb.RotateRequest(key_id=past_grace.key.key_id, grace_period=duration_pb2.Duration(seconds=0)),
         metadata=world.admin_md,
         timeout=30,
     )
+    conftest.MINTED.add(rotated.secret)
     revoked = world.issue()
-    world.setup.Revoke(pb.RevokeRequest(key_id=revoked.key.key_id, reason="matrix"), metadata=world.admin_md)
+    world.setup.Revoke(
+        pb.RevokeRequest(key_id=revoked.key.key_id, reason="matrix"), metadata=world.admin_md, timeout=30
+    )
     widget = world.issue(kind=res.KEY_KIND_WIDGET, allowed_origins=[ALLOWED_ORIGIN])
     world.widget_key = widget.secret
     conversation = pb_grpc.AuthServiceStub(issue_channel).IssueConversationSecret(
