@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/woes/auth/v1/*.proto)
 GEN    := clients/python/src
+EXAMPLE_GEN := examples/conversations/generated
 PYTEST_ARGS ?=
 
 .PHONY: venv protos run test bench bench-instructions lint fmt clean check-protos fuzz
@@ -19,6 +20,8 @@ venv: $(STAMP)
 # Regenerate the Python code of the contract (committed; see tests/test_protos.py).
 protos: $(STAMP)
 	$(BIN)/python -m auth_service.protogen $(GEN)
+	$(BIN)/python -m grpc_tools.protoc -Iexamples/conversations/protos --python_out=$(EXAMPLE_GEN) \
+	  --pyi_out=$(EXAMPLE_GEN) --grpc_python_out=$(EXAMPLE_GEN) woes_conversations.proto
 
 # Apply any pending schema migration first, so an existing development database keeps working.
 run: $(STAMP)

@@ -25,6 +25,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,3 +220,112 @@ def test_the_walkthrough_runs_as_written(tmp_path, client_python):
         assert not CREDENTIAL.search(shown), f"{where}: a whole credential was printed"
     assert not problems, "\n\n".join(problems) + f"\n\nserver log: {server_log}"
     assert len(made) >= 4, "the walk-through's admin, server, widget and API credentials were not all seen"
+
+
+# -- the conversations example (examples/conversations/README.md) -------------------------------------
+
+EXAMPLE = ROOT / "examples" / "conversations"
+EXAMPLE_BLOCK = re.compile(
+    r"^<!-- example(?::\s*([\w-]+))? -->\n```\w*\n(.*?)^```\n(?:```text\n(.*?)^```$)?", re.M | re.S
+)
+
+
+def example_blocks() -> list[Block]:
+    text = (EXAMPLE / "README.md").read_text()
+    blocks = [
+        Block(m.group(1) or "", m.group(2), text.count("\n", 0, m.start()) + 1, m.group(3))
+        for m in EXAMPLE_BLOCK.finditer(text)
+    ]
+    assert len(blocks) == text.count("<!-- example"), "an example marker is not right before a fenced block"
+    assert {b.kind for b in blocks} == {"", "fails", "install", "service"}
+    return blocks
+
+
+def test_the_conversations_example_runs_as_written(tmp_path):
+    """The example's README, verbatim: its install line in a fresh venv (nothing else in it), the
+    service started from a folder holding only ``examples/`` against a real woes-auth, and its
+    calls with the repository's grpcurl, each block's output as shown."""
+    if shutil.which("jq") is None:
+        pytest.fail("the example's README needs jq: install it (Debian: apt-get install jq)")
+    blocks = example_blocks()
+    (install,) = [b for b in blocks if b.kind == "install"]
+    (service,) = [b for b in blocks if b.kind == "service"]
+    program, *args = install.text.split()
+    assert program == "pip" and args[:2] == ["install", "./clients/python"], install.text
+    shutil.copytree(ROOT / "clients" / "python", tmp_path / "clients" / "python")
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True, timeout=300)
+    venv_bin = tmp_path / "venv" / "bin"
+    done = subprocess.run(
+        [str(venv_bin / "pip"), *args, "--quiet", "--disable-pip-version-check"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=800,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    shutil.copytree(ROOT / "examples", tmp_path / "app" / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+
+    port = conftest.free_port()
+    env = base_env(
+        tmp_path / "data",
+        WOES_AUTH_LISTEN=f"127.0.0.1:{port}",
+        WOES_AUTH_WORKERS="1",
+        CONVERSATIONS_LISTEN=f"127.0.0.1:{conftest.free_port()}",
+    )
+    for name in ("ADMIN", "SECRET", "AUTH", "SVC", "WOES_AUTH_TARGET"):
+        env.pop(name, None)
+    service_env = dict(env, PATH=f"{venv_bin}:{env['PATH']}", VIRTUAL_ENV=str(tmp_path / "venv"))
+    auth_server, _ = start_server(Block("server", "make run", 0), env, port)  # as the README says
+    log_path = conftest.server_log_path("example-service")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            ["bash", "-c", service.text],
+            cwd=tmp_path / "app",
+            env=service_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        channel = grpc.insecure_channel(env["CONVERSATIONS_LISTEN"])
+        try:
+            grpc.channel_ready_future(channel).result(timeout=60)
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+        finally:
+            channel.close()
+        shell = [b for b in blocks if b.kind in ("", "fails")]
+        out = tmp_path / "out"
+        out.mkdir()
+        script = session_script(shell, out, venv_bin, tmp_path / "app")
+        done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        stop(proc)
+        stop(auth_server)
+    variables = (out / "variables").read_text(errors="replace") if (out / "variables").exists() else ""
+    conftest.MINTED.update(CREDENTIAL.findall(variables))
+    problems = []
+    for n, block in enumerate(shell):
+        where = f"examples/conversations/README.md:{block.line}"
+        shown = (out / f"{n}.out").read_text(errors="replace") if (out / f"{n}.out").exists() else ""
+        if not (out / f"{n}.rc").exists():
+            problems.append(f"{where}: the session stopped in this block ({done.stderr.strip()})\n{shown}")
+            break
+        last = int((out / f"{n}.rc").read_text())
+        if block.kind == "fails" and last == 0:
+            problems.append(f"{where}: the block's last command should fail and succeeded\n{shown}")
+        elif block.kind == "" and ((out / f"{n}.failed").exists() or last != 0):
+            problems.append(f"{where}: a command failed\n{shown}")
+        if block.expected is not None and not shown_matches(block.expected, shown):
+            problems.append(f"{where}: printed\n{shown}\ninstead of\n{block.expected}")
+    assert not problems, "\n\n".join(problems) + f"\n\nservice log: {log_path}"
+
+
+def test_the_examples_generated_code_is_fresh(tmp_path):
+    """``examples/conversations/generated`` is what ``make protos`` writes from the example's proto."""
+    done = subprocess.run(["make", "-s", "protos", f"EXAMPLE_GEN={tmp_path}", f"GEN={tmp_path / 'contract'}"], cwd=ROOT)
+    assert done.returncode == 0
+    fresh = sorted(p.name for p in tmp_path.glob("woes_conversations_pb2*"))
+    assert fresh == ["woes_conversations_pb2.py", "woes_conversations_pb2.pyi", "woes_conversations_pb2_grpc.py"]
+    for name in fresh:
+        assert (EXAMPLE / "generated" / name).read_text() == (tmp_path / name).read_text(), f"{name}: run make protos"

@@ -1,13 +1,13 @@
 """An example downstream Woes service guarded by woes-auth.
 
-Run it against a woes-auth server::
+Run it against a woes-auth server (see this folder's README for the installs and calls)::
 
     WOES_AUTH_TARGET=127.0.0.1:50051 python -m examples.conversations.service
 
 The whole integration is the ``AuthInterceptor(...)`` line in :func:`build_server`
-and the ``current_principal()`` calls in the handlers. The service's proto is
-compiled when this module is imported (``grpc.protos_and_services`` needs
-grpcio-tools); a real service would commit its generated code instead.
+and the ``current_principal()`` calls in the handlers. The service's generated
+code is committed in ``generated/`` (``make protos`` writes it again), as a real
+service's would be; health and reflection stand beside it, as in woes-auth.
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 from woes_auth_client import AuthClient, AuthInterceptor, MicroCache, current_principal
 
-_PROTOS = str(Path(__file__).resolve().parent / "protos")
-if _PROTOS not in sys.path:
-    sys.path.append(_PROTOS)
-protos, services = grpc.protos_and_services("woes_conversations.proto")
+# The generated modules import each other by their top-level names, as protoc writes them.
+_GENERATED = str(Path(__file__).resolve().parent / "generated")
+if _GENERATED not in sys.path:
+    sys.path.append(_GENERATED)
+import woes_conversations_pb2 as protos  # noqa: E402
+import woes_conversations_pb2_grpc as services  # noqa: E402
 
 SERVICE = "/woes.examples.conversations.v1.Conversations"
 REQUIRED_SCOPES = {
@@ -35,7 +38,7 @@ REQUIRED_SCOPES = {
     f"{SERVICE}/GetConversation": ["conversations:read"],
     f"{SERVICE}/ListConversations": ["conversations:read"],
 }
-PUBLIC_METHODS = ["/grpc.health.v1.Health/*"]
+PUBLIC_METHODS = ["/grpc.health.v1.Health/*", "/grpc.reflection.v1alpha.ServerReflection/*"]
 
 log = logging.getLogger("examples.conversations")
 
@@ -86,6 +89,12 @@ def build_server(auth: AuthClient, listen: str = "127.0.0.1:0") -> tuple[grpc.Se
     health_servicer = health.HealthServicer()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (
+        protos.DESCRIPTOR.services_by_name["Conversations"].full_name,
+        health.SERVICE_NAME,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(names, server)
     port = server.add_insecure_port(listen)
     return server, port
 
