@@ -225,6 +225,8 @@ def test_dev_certs_issue_a_working_chain(tmp_path):
 
 def test_keys_command_speaks_mtls(sqlite_url, pepper, tmp_path, monkeypatch, capsys):
     from auth_service import cli
+    from auth_service.credentials import IssueSpec
+    from auth_service.tokens import KeyKind
 
     policy = tmp_path / "policy.toml"
     policy.write_text('default = ["verify"]\n[callers]\nadmin-tool = ["verify", "admin"]\n')
@@ -235,8 +237,12 @@ def test_keys_command_speaks_mtls(sqlite_url, pepper, tmp_path, monkeypatch, cap
         base = ["keys", "--server", f"localhost:{srv.runtime.port}", "--tls-ca", str(certs / "ca.pem")]
         as_admin_tool = ["--tls-cert", str(certs / "admin-tool.pem"), "--tls-key", str(certs / "admin-tool-key.pem")]
         as_gateway = ["--tls-cert", str(certs / "gateway.pem"), "--tls-key", str(certs / "gateway-key.pem")]
+        srv.manager.issue_key(
+            "test",
+            IssueSpec(workspace_id="ws-tls", kind=KeyKind.SERVER, scopes=("messages:read",), display_name="over mtls"),
+        )
         assert cli.main([*base, *as_admin_tool, "list"]) == 0
-        assert '"display_name": "test admin"' in capsys.readouterr().out
+        assert '"display_name": "over mtls"' in capsys.readouterr().out  # admin keys are never listed
         assert cli.main([*base, *as_gateway, "list"]) == 1
         assert "PERMISSION_DENIED CALLER_NOT_ALLOWED" in capsys.readouterr().err
     finally:
