@@ -18,7 +18,7 @@ venv: $(STAMP)
 
 # Regenerate the Python code of the contract (committed; see tests/test_protos.py).
 protos: $(STAMP)
-	$(BIN)/python -m auth_service.protogen $(GEN)
+	$(BIN)/python -m auth_service.app.protogen $(GEN)
 
 # Apply any pending schema migration first, so an existing development database keeps working.
 run: $(STAMP)

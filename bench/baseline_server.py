@@ -29,9 +29,9 @@ from pathlib import Path
 
 import grpc
 
-from auth_service import rpc
-from auth_service import server as server_mod
-from auth_service.config import Settings
+from auth_service.api import keys as rpc
+from auth_service.app import runtime as server_mod
+from auth_service.app.config import Settings
 
 
 def spin(n: int) -> None:

@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from auth_service import rpc  # noqa: E402
-from auth_service import server as server_mod  # noqa: E402
-from auth_service.config import Settings, load_pepper  # noqa: E402
-from auth_service.rpc import pb  # noqa: E402
+from auth_service.api import keys as rpc  # noqa: E402
+from auth_service.api.keys import pb  # noqa: E402
+from auth_service.app import runtime as server_mod  # noqa: E402
+from auth_service.app.config import Settings, load_pepper  # noqa: E402
 
 METHOD = f"/{rpc.SERVICE_NAME}/Authenticate"
 

@@ -67,12 +67,12 @@ from woes.auth.v1 import auth_service_pb2 as pb  # noqa: E402
 from woes.auth.v1 import auth_service_pb2_grpc as pb_grpc  # noqa: E402
 from woes.auth.v1 import resources_pb2 as res  # noqa: E402
 
-from auth_service import tokens  # noqa: E402
-from auth_service.credentials import CredentialManager  # noqa: E402
-from auth_service.crypto import Keyring, Pepper  # noqa: E402
-from auth_service.models import KeyRecord, utcnow  # noqa: E402
+from auth_service.domain import tokens  # noqa: E402
+from auth_service.domain.crypto import Keyring, Pepper  # noqa: E402
+from auth_service.domain.keys.manager import CredentialManager  # noqa: E402
+from auth_service.domain.keys.records import KeyRecord, utcnow  # noqa: E402
 from auth_service.store import SqlStore  # noqa: E402
-from auth_service.store import sql as sql_store  # noqa: E402
+from auth_service.store import keys as sql_store  # noqa: E402
 
 METHOD = "/woes.auth.v1.AuthService/Authenticate"
 SCOPES = ("conversations:write", "messages:read")

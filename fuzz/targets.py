@@ -14,9 +14,11 @@ from collections.abc import Callable
 from google.protobuf import message_factory
 from woes.auth.v1 import auth_service_pb2 as pb
 
-from auth_service import logs, rpc, tokens
-from auth_service.credentials import CredentialManager, _decode_page_token, _encode_page_token, normalize_origin
-from auth_service.errors import CredentialMalformed
+from auth_service.api import keys as rpc
+from auth_service.domain import tokens
+from auth_service.domain.errors import CredentialMalformed
+from auth_service.domain.keys.manager import CredentialManager, _decode_page_token, _encode_page_token, normalize_origin
+from auth_service.ops import logs
 
 REQUEST_TYPES = tuple(
     message_factory.GetMessageClass(m.input_type) for m in pb.DESCRIPTOR.services_by_name["AuthService"].methods

@@ -14,9 +14,9 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import auth_service_pb2_grpc
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import server as server_mod
-from auth_service.config import Settings
-from auth_service.errors import StoreUnavailable
+from auth_service.app import runtime as server_mod
+from auth_service.app.config import Settings
+from auth_service.domain.errors import StoreUnavailable
 from auth_service.store import SqlStore
 from tests.conftest import LiveServer
 

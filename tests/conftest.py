@@ -22,11 +22,12 @@ import grpc
 import pytest
 from woes.auth.v1 import auth_service_pb2_grpc
 
-from auth_service import logs, tokens
-from auth_service import server as server_mod
-from auth_service.config import Settings
-from auth_service.credentials import CredentialManager
-from auth_service.crypto import Keyring, Pepper
+from auth_service.app import runtime as server_mod
+from auth_service.app.config import Settings
+from auth_service.domain import tokens
+from auth_service.domain.crypto import Keyring, Pepper
+from auth_service.domain.keys.manager import CredentialManager
+from auth_service.ops import logs
 from tests.venv_helpers import client_only_venv
 
 # -- secrets and logs of the whole run ----------------------------------------

@@ -14,7 +14,8 @@ from woes.auth.v1 import audit_pb2 as apb
 from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import permissions, service_keys
+from auth_service.domain import permissions
+from auth_service.domain.keys import service_keys
 from tests import conftest
 from tests.helpers import RichError, rich_error
 

@@ -294,7 +294,7 @@ class Cluster:
 
 def chain_problems(store) -> list[str]:
     """Every way the stored keys could be inconsistent; empty when all is well."""
-    from auth_service.models import StoredState
+    from auth_service.domain.keys.records import StoredState
 
     keys = store.list_keys("", 1_000_000, None)
     by_id = {k.key_id: k for k in keys}

@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 from woes.auth.v1 import auth_service_pb2_grpc
 
-from auth_service import tls
+from auth_service.api import tls
 from tests import conftest
 
 CLIENTS = ("gateway", "admin-tool", "lab-runner", "widget-backend", "intruder")

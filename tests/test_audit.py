@@ -8,7 +8,7 @@ from woes.auth.v1 import audit_pb2 as apb
 from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import tokens
+from auth_service.domain import tokens
 from tests.model_helpers import Errors, audit_events, issue, leaked_in
 
 
@@ -79,7 +79,7 @@ def test_failed_authentications_are_aggregated(live_server_any_db):
 
 
 def test_failure_counter_is_bounded():
-    from auth_service.audit import FailureCounter
+    from auth_service.domain.audit import FailureCounter
 
     counter = FailureCounter(store=None, max_keys=10)
     for n in range(1000):

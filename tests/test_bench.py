@@ -70,8 +70,8 @@ def test_the_committed_results_render_as_the_performance_table(bench):
 def test_handler_time_measures_the_registered_handler_on_the_benchmark_database(bench, tmp_path):
     """bench/handler_time.py times warm and flood calls of the real handler, and refuses to time a
     set whose calls do not end as expected (a valid set with an unknown credential in it)."""
-    from auth_service import tokens
-    from auth_service.crypto import Keyring, Pepper
+    from auth_service.domain import tokens
+    from auth_service.domain.crypto import Keyring, Pepper
 
     pepper_text = bench.new_pepper_text()
     url = f"sqlite:///{tmp_path / 'bench.db'}"

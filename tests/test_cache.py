@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from auth_service import cache as cache_mod
-from auth_service import tokens
-from auth_service.cache import CachedKey, VerifiedCache
-from auth_service.models import KeyRecord, StoredState
-from auth_service.tokens import KeyKind
+from auth_service.cache import verified as cache_mod
+from auth_service.cache.verified import CachedKey, VerifiedCache
+from auth_service.domain import tokens
+from auth_service.domain.keys.records import KeyRecord, StoredState
+from auth_service.domain.tokens import KeyKind
 
 
 class FakeClock:

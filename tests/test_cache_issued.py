@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from auth_service.cache import CachedKey, VerifiedCache
-from auth_service.models import KeyRecord
-from auth_service.tokens import KeyKind
+from auth_service.cache.verified import CachedKey, VerifiedCache
+from auth_service.domain.keys.records import KeyRecord
+from auth_service.domain.tokens import KeyKind
 
 
 def _entry(key_id: str) -> CachedKey:

@@ -12,8 +12,8 @@ import time
 import grpc
 from woes.auth.v1 import auth_service_pb2 as pb
 
-from auth_service.credentials import CredentialManager, IssueSpec
-from auth_service.tokens import KeyKind
+from auth_service.domain.keys.manager import CredentialManager, IssueSpec
+from auth_service.domain.tokens import KeyKind
 from tests.conftest import start_live_server
 from tests.helpers import call_error
 

@@ -9,7 +9,7 @@ import pytest
 from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import auth_service_pb2_grpc
 
-from auth_service import tokens
+from auth_service.domain import tokens
 from tests import conftest
 from tests.process_helpers import base_env, cli, start_serve
 from tests.rpc_helpers import secret_forms

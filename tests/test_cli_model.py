@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import secrets
 
-from auth_service import permissions, service_keys
+from auth_service.domain import permissions
+from auth_service.domain.keys import service_keys
 from tests import conftest
 from tests.process_helpers import base_env, cli
 

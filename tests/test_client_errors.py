@@ -31,7 +31,7 @@ from woes_auth_client import (
     WidgetKeyNotApiCredential,
 )
 
-from auth_service import tokens
+from auth_service.domain import tokens
 from tests.client_helpers import FakeAuthService, issue, revoke, start_switchable_server, status_with_reason
 from tests.conftest import free_port
 from tests.model_helpers import widget_backend_md

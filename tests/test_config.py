@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from auth_service import tokens
-from auth_service.cli import _settings, build_parser
-from auth_service.config import DEV_PEPPER_FILE, ConfigError, Settings, is_loopback, load_pepper, split_listen
-from auth_service.tokens import KeyKind
+from auth_service.app.config import DEV_PEPPER_FILE, ConfigError, Settings, is_loopback, load_pepper, split_listen
+from auth_service.cli.main import _settings, build_parser
+from auth_service.domain import tokens
+from auth_service.domain.tokens import KeyKind
 from tests.conftest import new_pepper_text
 
 
@@ -347,7 +347,7 @@ def test_invalid_configured_pepper_is_refused_without_echoing_it(tmp_path):
 
 
 def test_settings_repr_never_shows_key_material():
-    from auth_service.config import Settings
+    from auth_service.app.config import Settings
 
     s = Settings(
         pepper="p1:c2VjcmV0LXBlcHBlci1tYXRlcmlhbA==", kek="k1:a2VrLW1hdGVyaWFs", kek_passphrase="hunter2hunter2"

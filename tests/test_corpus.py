@@ -31,7 +31,7 @@ def test_parsers_survive_the_corpus(path):
 
 @pytest.fixture(scope="module")
 def corpus_server(tmp_path_factory):
-    from auth_service.crypto import Keyring, Pepper
+    from auth_service.domain.crypto import Keyring, Pepper
 
     url = f"sqlite:///{tmp_path_factory.mktemp('corpus') / 'auth.db'}"
     srv = start_live_server(url, Pepper(Keyring.parse(new_pepper_text())), throttle_caller="100000/1000")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from auth_service.counters import ThreadCounters
-from auth_service.stats import Outcomes
+from auth_service.cache.counters import ThreadCounters
+from auth_service.ops.stats import Outcomes
 
 
 def test_counts_from_many_threads_add_up_exactly():

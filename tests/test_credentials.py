@@ -16,18 +16,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from auth_service import credentials as credentials_mod
-from auth_service import tokens
-from auth_service.credentials import (
-    DEFAULT_PAGE_SIZE,
-    MAX_GRACE,
-    MAX_PAGE_SIZE,
-    CredentialManager,
-    IssueSpec,
-    normalize_origin,
-)
-from auth_service.crypto import Keyring, Pepper
-from auth_service.errors import (
+from auth_service.domain import tokens
+from auth_service.domain.crypto import Keyring, Pepper
+from auth_service.domain.errors import (
     AdminCredentialRequired,
     AuthError,
     CredentialExpired,
@@ -46,9 +37,18 @@ from auth_service.errors import (
     StoreUnavailable,
     WidgetKeyNotApiCredential,
 )
-from auth_service.models import KeyState, StoredState, utcnow
+from auth_service.domain.keys import manager as credentials_mod
+from auth_service.domain.keys.manager import (
+    DEFAULT_PAGE_SIZE,
+    MAX_GRACE,
+    MAX_PAGE_SIZE,
+    CredentialManager,
+    IssueSpec,
+    normalize_origin,
+)
+from auth_service.domain.keys.records import KeyState, StoredState, utcnow
+from auth_service.domain.tokens import KeyKind
 from auth_service.store import SqlStore
-from auth_service.tokens import KeyKind
 from tests.conftest import new_pepper_text
 
 ACTOR = "admin:test"

@@ -14,14 +14,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from auth_service import credentials as credentials_mod
-from auth_service import tokens
-from auth_service.cache import CachedKey, VerifiedCache
-from auth_service.credentials import KNOWN_UNKNOWN, MAX_CALLER, MAX_REQUIRED_SCOPES, CredentialManager, IssueSpec
-from auth_service.errors import AuthError, CredentialUnknown
-from auth_service.models import AuditEvent, utcnow
+from auth_service.cache.verified import CachedKey, VerifiedCache
+from auth_service.domain import tokens
+from auth_service.domain.errors import AuthError, CredentialUnknown
+from auth_service.domain.keys import manager as credentials_mod
+from auth_service.domain.keys.manager import (
+    KNOWN_UNKNOWN,
+    MAX_CALLER,
+    MAX_REQUIRED_SCOPES,
+    CredentialManager,
+    IssueSpec,
+)
+from auth_service.domain.keys.records import AuditEvent, utcnow
+from auth_service.domain.tokens import KeyKind
 from auth_service.store import SqlStore
-from auth_service.tokens import KeyKind
 from tests.test_credentials import ACTOR, ShiftedClock
 from tests.test_hot_path import record_issued_elsewhere
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auth_service import crypto, tokens
-from auth_service.crypto import Keyring, KeyringError, Pepper
-from auth_service.tokens import KeyKind
+from auth_service.domain import crypto, tokens
+from auth_service.domain.crypto import Keyring, KeyringError, Pepper
+from auth_service.domain.tokens import KeyKind
 from tests.conftest import OTHER_SECRETS
 
 

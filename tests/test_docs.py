@@ -20,8 +20,9 @@ import grpc
 from woes.auth.v1 import errors_pb2
 
 import auth_service
-from auth_service import cli, config
-from auth_service.errors import AuthError
+from auth_service.app import config
+from auth_service.cli import main as cli
+from auth_service.domain.errors import AuthError
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKTICKED = re.compile(r"`([^`]+)`")

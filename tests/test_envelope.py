@@ -7,15 +7,15 @@ import sys
 
 import pytest
 
-from auth_service import envelope
-from auth_service.config import ConfigError, Settings
-from auth_service.crypto import Keyring
-from auth_service.envelope import KekRing, load_kek_ring
-from auth_service.lab_credentials import LabCredentials
-from auth_service.model import load_ring
-from auth_service.model_errors import KeyEncryptionKeyMissing, TestCredentialUnreadable
+from auth_service.app.config import ConfigError, Settings
+from auth_service.app.services import load_ring
+from auth_service.domain import envelope
+from auth_service.domain.crypto import Keyring
+from auth_service.domain.envelope import KekRing, load_kek_ring
+from auth_service.domain.service_errors import KeyEncryptionKeyMissing, TestCredentialUnreadable
+from auth_service.domain.test_credentials import LabCredentials
 from auth_service.store import SqlStore
-from auth_service.store.model_sql import ModelStore
+from auth_service.store.model_tables import ModelStore
 from tests import conftest
 from tests.conftest import new_kek_text
 from tests.model_helpers import new_plaintext

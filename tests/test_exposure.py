@@ -6,7 +6,7 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import conversations_pb2 as cpb
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import tokens
+from auth_service.domain import tokens
 from tests.model_helpers import Errors, audit_events, issue, leaked_in
 
 

@@ -19,9 +19,9 @@ from sqlalchemy import event
 from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import auth_service_pb2_grpc
 
-from auth_service import server as server_mod
-from auth_service.config import Settings
-from auth_service.models import AuditEvent, utcnow
+from auth_service.app import runtime as server_mod
+from auth_service.app.config import Settings
+from auth_service.domain.keys.records import AuditEvent, utcnow
 from auth_service.store import SqlStore
 from tests.conftest import LiveServer, new_kek_text
 from tests.helpers import rich_error

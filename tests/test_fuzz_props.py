@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from woes.auth.v1 import auth_service_pb2 as pb
 
-from auth_service import logs, tokens
-from auth_service.credentials import _decode_page_token, _encode_page_token, normalize_origin
-from auth_service.errors import CredentialMalformed
-from auth_service.tokens import ALPHABET, KeyKind
+from auth_service.domain import tokens
+from auth_service.domain.errors import CredentialMalformed
+from auth_service.domain.keys.manager import _decode_page_token, _encode_page_token, normalize_origin
+from auth_service.domain.tokens import ALPHABET, KeyKind
+from auth_service.ops import logs
 from fuzz import targets
 from tests.conftest import new_pepper_text, start_live_server
 
@@ -158,11 +159,11 @@ def messages(desc: d.Descriptor, valid_tokens: list[str], depth: int = 0):
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory):
-    from auth_service.crypto import Keyring, Pepper
+    from auth_service.domain.crypto import Keyring, Pepper
 
     url = f"sqlite:///{tmp_path_factory.mktemp('props') / 'auth.db'}"
     srv = start_live_server(url, Pepper(Keyring.parse(new_pepper_text())), throttle_caller="1000000/1000")
-    from auth_service.credentials import IssueSpec
+    from auth_service.domain.keys.manager import IssueSpec
 
     srv.valid_tokens = [
         srv.admin_secret,

@@ -24,11 +24,11 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import server as server_mod
-from auth_service import tokens
-from auth_service.credentials import CredentialManager, IssueSpec
-from auth_service.crypto import Keyring, Pepper
-from auth_service.models import AuditEvent, KeyRecord, utcnow
+from auth_service.app import runtime as server_mod
+from auth_service.domain import tokens
+from auth_service.domain.crypto import Keyring, Pepper
+from auth_service.domain.keys.manager import CredentialManager, IssueSpec
+from auth_service.domain.keys.records import AuditEvent, KeyRecord, utcnow
 from auth_service.store import SqlStore
 from tests.conftest import MINTED, free_port, new_pepper_text, server_log_path, start_live_server
 from tests.helpers import call_error, rich_error

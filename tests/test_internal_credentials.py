@@ -12,9 +12,10 @@ from woes.auth.v1 import conversations_pb2 as cpb
 from woes.auth.v1 import resources_pb2 as res
 from woes.auth.v1 import test_credentials_pb2 as tpb
 
-from auth_service import permissions, service_keys, tokens
-from auth_service.errors import InvalidArgument, KeyNotRotatable
-from auth_service.tokens import KeyKind
+from auth_service.domain import permissions, tokens
+from auth_service.domain.errors import InvalidArgument, KeyNotRotatable
+from auth_service.domain.keys import service_keys
+from auth_service.domain.tokens import KeyKind
 from tests.helpers import call_error
 from tests.model_helpers import audit_events, new_plaintext
 from tests.rpc_helpers import assert_error, fail, issue

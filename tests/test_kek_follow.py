@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from woes.auth.v1 import test_credentials_pb2 as tpb
 
-from auth_service.crypto import Keyring
-from auth_service.envelope import KekRing
-from auth_service.lab_credentials import PURPOSE
+from auth_service.domain.crypto import Keyring
+from auth_service.domain.envelope import KekRing
+from auth_service.domain.test_credentials import PURPOSE
 from auth_service.store import SqlStore
-from auth_service.store.kek_sql import PrimaryKekMoved, hold_primary
-from auth_service.store.model_sql import ModelStore
+from auth_service.store.kek import PrimaryKekMoved, hold_primary
+from auth_service.store.model_tables import ModelStore
 from tests import conftest
 from tests.conftest import new_kek_text, start_live_server
 from tests.model_helpers import new_plaintext
@@ -240,7 +240,7 @@ def test_a_put_sealed_before_the_rotation_and_written_after_it_is_sealed_again(d
 def test_status_and_rotate_are_not_done_while_a_record_stays_under_another_key(database_url, pepper, tmp_path):
     from sqlalchemy import update
 
-    from auth_service.store.model_sql import test_credentials
+    from auth_service.store.model_tables import test_credentials
 
     k1, k2 = new_kek_text("k1"), new_kek_text("k2")
     srv = start_live_server(database_url, pepper, kek=k1)

@@ -5,8 +5,9 @@ import pytest
 from sqlalchemy import select, update
 from woes.auth.v1 import test_credentials_pb2 as tpb
 
-from auth_service import permissions, service_keys
-from auth_service.store.model_sql import test_credentials as tc_table
+from auth_service.domain import permissions
+from auth_service.domain.keys import service_keys
+from auth_service.store.model_tables import test_credentials as tc_table
 from tests.model_helpers import Errors, audit_events, internal_md, leaked_in, new_plaintext, revealer_md
 
 URL = "https://api.customer.example/v1"
@@ -111,7 +112,7 @@ def test_reveal_without_permission_is_refused_and_audited(live_server_any_db):
     assert [(e.outcome, e.key_id, e.workspace_id) for e in events] == [("denied", cid, "ws-lab")]
     assert events[0].actor == "internal:" + widget_backend[0][1][len("Bearer woes_ik_") :][:12]
     # no RPC grants the permission; bootstrap-internal refuses unknown permissions
-    from auth_service.errors import InvalidArgument
+    from auth_service.domain.errors import InvalidArgument
 
     with pytest.raises(InvalidArgument):
         service_keys.bootstrap_internal(srv.manager, "x", ("lab:everything",))

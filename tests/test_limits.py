@@ -10,13 +10,13 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import auth_service_pb2_grpc
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import scopes as scope_registry
-from auth_service import server as server_mod
-from auth_service import tokens
-from auth_service.config import Settings
-from auth_service.credentials import MAX_ORIGINS, MAX_REQUIRED_SCOPES
+from auth_service.app import runtime as server_mod
+from auth_service.app.config import Settings
+from auth_service.domain import scopes as scope_registry
+from auth_service.domain import tokens
+from auth_service.domain.keys.manager import MAX_ORIGINS, MAX_REQUIRED_SCOPES
+from auth_service.domain.tokens import KeyKind
 from auth_service.store import SqlStore
-from auth_service.tokens import KeyKind
 from tests.helpers import call_error
 
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]

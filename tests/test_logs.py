@@ -8,9 +8,10 @@ import logging
 
 import pytest
 
-from auth_service import logs, tokens
-from auth_service.logs import JsonFormatter, redact
-from auth_service.tokens import KeyKind
+from auth_service.domain import tokens
+from auth_service.domain.tokens import KeyKind
+from auth_service.ops import logs
+from auth_service.ops.logs import JsonFormatter, redact
 from tests.conftest import new_pepper_text
 
 

@@ -11,10 +11,10 @@ import pytest
 from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import server as server_mod
-from auth_service import tokens
-from auth_service.config import Settings
-from auth_service.tokens import KeyKind
+from auth_service.app import runtime as server_mod
+from auth_service.app.config import Settings
+from auth_service.domain import tokens
+from auth_service.domain.tokens import KeyKind
 from tests.conftest import free_port, start_live_server
 from tests.helpers import call_error, throttled_plaintext_policy
 

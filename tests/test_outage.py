@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import tokens
+from auth_service.domain import tokens
 from auth_service.store import SqlStore
 from tests.conftest import start_live_server
 from tests.helpers import call_error
@@ -213,7 +213,7 @@ def test_a_slow_database_delays_store_calls_but_not_cached_authentication(proxie
 
 def test_revocation_during_the_outage_window_is_not_lost(proxied, postgres_url, pepper):
     """A key revoked through another replica while this one is cut off is refused once it reconnects."""
-    from auth_service.credentials import CredentialManager
+    from auth_service.domain.keys.manager import CredentialManager
 
     srv, proxy = proxied
     cached = _issue(srv)

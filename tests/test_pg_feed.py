@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from auth_service.credentials import CredentialManager
-from auth_service.feed import ChangeFeedFollower
+from auth_service.domain.keys.manager import CredentialManager
 from auth_service.store import SqlStore
+from auth_service.sync.feed import ChangeFeedFollower
 from tests.pg_helpers import TcpProxy, wait_for, with_port
 
 
@@ -92,9 +92,9 @@ def test_polling_alone_still_delivers_every_change(postgres_url, pepper):
 
 def test_a_rolled_back_change_notifies_nobody(postgres_url, pepper):
     """NOTIFY is part of the transaction: one that fails after it (here at its audit row) sends nothing."""
-    from auth_service.credentials import IssueSpec
-    from auth_service.models import AuditEvent, utcnow
-    from auth_service.tokens import KeyKind
+    from auth_service.domain.keys.manager import IssueSpec
+    from auth_service.domain.keys.records import AuditEvent, utcnow
+    from auth_service.domain.tokens import KeyKind
 
     writer = SqlStore(postgres_url)
     store, follower, seen = _follower(postgres_url, interval=60.0)
@@ -133,9 +133,9 @@ def _open_write_transaction(url: str):
 def test_a_rolled_back_changes_gap_is_given_up_once_every_older_transaction_ended(postgres_url, pepper):
     """A change rolled back after drawing its number leaves a gap that never fills: the follower
     keeps asking for it while any transaction that may hold it runs, and gives it up after."""
-    from auth_service.credentials import IssueSpec
-    from auth_service.models import AuditEvent, utcnow
-    from auth_service.tokens import KeyKind
+    from auth_service.domain.keys.manager import IssueSpec
+    from auth_service.domain.keys.records import AuditEvent, utcnow
+    from auth_service.domain.tokens import KeyKind
 
     writer = SqlStore(postgres_url)
     store, follower, seen = _follower(postgres_url, interval=60.0)

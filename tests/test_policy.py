@@ -11,11 +11,11 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import conversations_pb2 as cpb
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import policy as policy_mod
-from auth_service import tokens
-from auth_service.config import ConfigError
-from auth_service.credentials import IssueSpec
-from auth_service.tokens import KeyKind
+from auth_service.api import policy as policy_mod
+from auth_service.app.config import ConfigError
+from auth_service.domain import tokens
+from auth_service.domain.keys.manager import IssueSpec
+from auth_service.domain.tokens import KeyKind
 from tests.conftest import start_live_server
 from tests.helpers import call_error
 from tests.model_helpers import widget_backend_md
@@ -218,7 +218,7 @@ def test_health_is_open_to_any_certified_caller(mtls_policy_server):
 
 
 def test_plaintext_callers_identified_by_their_admin_credential(sqlite_url, pepper, tmp_path):
-    from auth_service.credentials import CredentialManager
+    from auth_service.domain.keys.manager import CredentialManager
     from auth_service.store import SqlStore
 
     store = SqlStore(sqlite_url)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from auth_service import protogen
+from auth_service.app import protogen
 
 GENERATED = Path(protogen.ROOT) / "clients" / "python" / "src"
 

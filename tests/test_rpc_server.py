@@ -15,7 +15,8 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import errors_pb2
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import permissions, service_keys, tokens
+from auth_service.domain import permissions, tokens
+from auth_service.domain.keys import service_keys
 from tests import conftest
 from tests.rpc_helpers import assert_error, digest_forms, fail, issue, secret_forms
 

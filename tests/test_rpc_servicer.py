@@ -18,9 +18,9 @@ from google.rpc import code_pb2, error_details_pb2
 from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import rpc, tokens
-from auth_service.credentials import KNOWN_UNKNOWN, CredentialManager
-from auth_service.errors import (
+from auth_service.api import keys as rpc
+from auth_service.domain import tokens
+from auth_service.domain.errors import (
     CredentialRevoked,
     FieldViolation,
     InsufficientScope,
@@ -28,9 +28,10 @@ from auth_service.errors import (
     KeyNotFound,
     StoreUnavailable,
 )
-from auth_service.models import KeyRecord, StoredState, utcnow
+from auth_service.domain.keys.manager import KNOWN_UNKNOWN, CredentialManager
+from auth_service.domain.keys.records import KeyRecord, StoredState, utcnow
+from auth_service.domain.tokens import KeyKind
 from auth_service.store import SqlStore
-from auth_service.tokens import KeyKind
 from tests.conftest import free_port
 
 SERVICE = pb.DESCRIPTOR.services_by_name["AuthService"]

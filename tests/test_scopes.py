@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from auth_service import scopes
+from auth_service.domain import scopes
 
 DESIGN_CATEGORIES = {
     "workspace_settings",

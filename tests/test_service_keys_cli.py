@@ -15,11 +15,11 @@ from woes.auth.v1 import auth_service_pb2_grpc
 from woes.auth.v1 import conversations_pb2 as cpb
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service import permissions, tokens
-from auth_service.credentials import CredentialManager
+from auth_service.domain import permissions, tokens
+from auth_service.domain.keys.manager import CredentialManager
+from auth_service.domain.tokens import KeyKind
 from auth_service.store import SqlStore, migrate
-from auth_service.store.sql import changes
-from auth_service.tokens import KeyKind
+from auth_service.store.keys import changes
 from tests import conftest
 from tests.helpers import call_error
 from tests.process_helpers import base_env, cli, start_serve

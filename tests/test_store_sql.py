@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import exc as sa_exc
 
-from auth_service import tokens
-from auth_service.errors import StoreUnavailable
-from auth_service.models import AuditEvent, KeyRecord, StoredState, UsageDelta, utcnow
+from auth_service.domain import tokens
+from auth_service.domain.errors import StoreUnavailable
+from auth_service.domain.keys.records import AuditEvent, KeyRecord, StoredState, UsageDelta, utcnow
+from auth_service.domain.tokens import KeyKind
 from auth_service.store import RequestIdTaken, RotateConflict, SqlStore
-from auth_service.tokens import KeyKind
 from tests.conftest import free_port
 
 

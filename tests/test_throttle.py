@@ -17,14 +17,14 @@ from grpc_status import rpc_status
 from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import auth_service_pb2_grpc
 
-from auth_service import tokens
-from auth_service.config import ConfigError, Settings, parse_rate
-from auth_service.credentials import IssueSpec
-from auth_service.errors import CredentialUnknown, TooManyFailures
-from auth_service.interceptors import CallGate, throttled_status
-from auth_service.policy import VERIFY, load_policy, parse_policy
-from auth_service.throttle import Throttle, TokenBuckets, address_of
-from auth_service.tokens import KeyKind
+from auth_service.api.gate import CallGate, throttled_status
+from auth_service.api.policy import VERIFY, load_policy, parse_policy
+from auth_service.api.throttle import Throttle, TokenBuckets, address_of
+from auth_service.app.config import ConfigError, Settings, parse_rate
+from auth_service.domain import tokens
+from auth_service.domain.errors import CredentialUnknown, TooManyFailures
+from auth_service.domain.keys.manager import IssueSpec
+from auth_service.domain.tokens import KeyKind
 from tests.conftest import start_live_server
 from tests.helpers import rich_error, throttled_plaintext_policy
 

@@ -13,8 +13,8 @@ import pytest
 from cryptography import x509
 from woes.auth.v1 import auth_service_pb2 as pb
 
-from auth_service import tls
-from auth_service.config import ConfigError, Settings
+from auth_service.api import tls
+from auth_service.app.config import ConfigError, Settings
 from tests import conftest
 from tests.conftest import free_port, new_pepper_text, server_log_path, start_live_server
 from tests.sec_support import dev_certs, other_ca_certs, stub, tls_channel, tls_settings
@@ -32,8 +32,8 @@ def tls_server(sqlite_url, pepper):
 
 def _issue_server_key(srv) -> str:
     # The in-process manager issues directly (the gateway certificate may only verify).
-    from auth_service.credentials import IssueSpec
-    from auth_service.tokens import KeyKind
+    from auth_service.domain.keys.manager import IssueSpec
+    from auth_service.domain.tokens import KeyKind
 
     issued = srv.manager.issue_key(
         "test", IssueSpec(workspace_id="ws-tls", kind=KeyKind.SERVER, scopes=("conversations:read",))
@@ -200,7 +200,7 @@ def test_serve_plaintext_says_loopback_only(tmp_path):
 
 
 def test_dev_certs_command(tmp_path):
-    from auth_service import cli
+    from auth_service.cli import main as cli
 
     assert cli.main(["dev-certs", "--out", str(tmp_path / "c"), "--client", "billing"]) == 0
     names = sorted(p.name for p in (tmp_path / "c").iterdir())
@@ -224,7 +224,7 @@ def test_dev_certs_issue_a_working_chain(tmp_path):
 
 
 def test_keys_command_speaks_mtls(sqlite_url, pepper, tmp_path, monkeypatch, capsys):
-    from auth_service import cli
+    from auth_service.cli import main as cli
 
     policy = tmp_path / "policy.toml"
     policy.write_text('default = ["verify"]\n[callers]\nadmin-tool = ["verify", "admin"]\n')

@@ -16,9 +16,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from woes.auth.v1 import auth_service_pb2 as pb
 
-from auth_service import tls
-from auth_service.credentials import IssueSpec
-from auth_service.tokens import KeyKind
+from auth_service.api import tls
+from auth_service.domain.keys.manager import IssueSpec
+from auth_service.domain.tokens import KeyKind
 from tests import conftest
 from tests.conftest import start_live_server
 from tests.helpers import call_error

@@ -9,9 +9,9 @@ import zlib
 
 import pytest
 
-from auth_service import tokens
-from auth_service.errors import CredentialMalformed
-from auth_service.tokens import ALPHABET, KeyKind
+from auth_service.domain import tokens
+from auth_service.domain.errors import CredentialMalformed
+from auth_service.domain.tokens import ALPHABET, KeyKind
 
 ALL_KINDS = list(KeyKind)
 

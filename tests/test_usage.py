@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from auth_service.errors import StoreUnavailable
-from auth_service.usage import UsageRecorder
+from auth_service.domain.errors import StoreUnavailable
+from auth_service.sync.usage import UsageRecorder
 
 
 class UsageStore:

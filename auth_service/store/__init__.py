@@ -1,7 +1,7 @@
 """Credential storage: an interface and its SQLAlchemy driver."""
 
-from .interface import Change, CredentialStore, RequestIdTaken, RotateConflict
-from .sql import SqlStore
+from auth_service.domain.ports import Change, CredentialStore, RequestIdTaken, RotateConflict
+from auth_service.store.keys import SqlStore
 
 __all__ = ["Change", "CredentialStore", "RequestIdTaken", "RotateConflict", "SqlStore", "open_store"]
 

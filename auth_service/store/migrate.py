@@ -31,11 +31,11 @@ from sqlalchemy.engine import Engine
 log = logging.getLogger(__name__)
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-SCRIPT_LOCATION = "auth_service:migrations"
+SCRIPT_LOCATION = "auth_service.store:migrations"
 VERSION_TABLE = "alembic_version"
 UPGRADE_COMMAND = "woes-auth db upgrade"
 # Modules that declare tables on the shared metadata, besides every module of this package.
-TABLE_MODULES: tuple[str, ...] = ("auth_service.store.sql",)
+TABLE_MODULES: tuple[str, ...] = ("auth_service.store.keys",)
 _PG_LOCK_ID = 0x776F_6573  # "woes": serialises concurrent upgrades of one PostgreSQL database
 
 
@@ -73,7 +73,7 @@ def target_metadata() -> MetaData:
         importlib.import_module(module)
     for info in pkgutil.iter_modules(package_path):
         importlib.import_module(f"{package_name}.{info.name}")
-    from .sql import metadata
+    from auth_service.store.keys import metadata
 
     return metadata
 
