@@ -28,12 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from auth_service.api import keys as rpc  # noqa: E402
-from auth_service.api.keys import pb  # noqa: E402
+from woes.auth.v1 import auth_service_pb2 as pb  # noqa: E402
+
+from auth_service.api.service import SERVICE_NAME  # noqa: E402
 from auth_service.app import runtime as server_mod  # noqa: E402
 from auth_service.app.config import Settings, load_pepper  # noqa: E402
 
-METHOD = f"/{rpc.SERVICE_NAME}/Authenticate"
+METHOD = f"/{SERVICE_NAME}/Authenticate"
 
 
 class _Recorder:

@@ -41,8 +41,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import run as bench  # noqa: E402
+from woes.auth.v1 import auth_service_pb2 as pb  # noqa: E402
+from woes.auth.v1 import resources_pb2 as res  # noqa: E402
 
-from auth_service.api.keys import pb, res  # noqa: E402
 from auth_service.domain import tokens  # noqa: E402
 from auth_service.domain.crypto import Keyring, Pepper  # noqa: E402
 

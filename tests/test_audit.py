@@ -64,7 +64,7 @@ def test_failed_authentications_are_aggregated(live_server_any_db):
     for _ in range(5):
         errors(srv.stub.Authenticate, pb.AuthenticateRequest(credential="garbage"))
     rows_before = len(audit_events(srv))
-    written = srv.runtime.model.failures.flush()
+    written = srv.runtime.services.failures.flush()
     rows = audit_events(srv, action="auth.failures")
     assert written == len(rows) == 3, [(r.key_id, r.outcome) for r in rows]
     counts = {(r.key_id, r.outcome): int(r.detail.split()[0].split("=")[1]) for r in rows}
@@ -74,12 +74,12 @@ def test_failed_authentications_are_aggregated(live_server_any_db):
         ("", "CREDENTIAL_MALFORMED"): 5,
     }
     assert len(audit_events(srv)) == rows_before + 3
-    assert srv.runtime.model.failures.flush() == 0
+    assert srv.runtime.services.failures.flush() == 0
     assert not leaked_in([str(r) for r in rows] + errors.texts())
 
 
 def test_failure_counter_is_bounded():
-    from auth_service.domain.audit import FailureCounter
+    from auth_service.sync.failures import FailureCounter
 
     counter = FailureCounter(store=None, max_keys=10)
     for n in range(1000):

@@ -9,7 +9,7 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import resources_pb2 as res
 
 from auth_service.domain import tokens
-from auth_service.domain.keys.manager import IssueSpec
+from auth_service.domain.keys.rules import IssueSpec
 from tests.helpers import rich_error
 from tests.rpc_helpers import assert_error, assert_no_secret_in, assert_still_serving, fail, issue
 

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from auth_service.cache import memo as memo_mod
 from auth_service.cache import verified as cache_mod
-from auth_service.cache.verified import CachedKey, VerifiedCache
+from auth_service.cache.verified import VerifiedCache
 from auth_service.domain import tokens
-from auth_service.domain.keys.records import KeyRecord, StoredState
+from auth_service.domain.keys.records import CachedKey, KeyRecord, StoredState
 from auth_service.domain.tokens import KeyKind
 
 
@@ -387,11 +388,11 @@ def test_the_grant_memo_fingerprint_is_keyed_per_process():
     """A keyed hash: the same bytes give the same fingerprint in one memo and another in the next
     (each draws its key), and neither is the plain hash of the bytes nor holds them."""
     wire = b"\x0a\x20" + b"woes_sk_" + b"a" * 30
-    one, two = cache_mod.GrantMemo(), cache_mod.GrantMemo()
+    one, two = memo_mod.GrantMemo(), memo_mod.GrantMemo()
     assert one.fingerprint(wire) == one.fingerprint(wire)
     assert len(one.fingerprint(wire)) == 32
     assert one.fingerprint(wire) != two.fingerprint(wire)
-    assert one.fingerprint(wire) != cache_mod.hashlib.blake2b(wire, digest_size=32).digest()
+    assert one.fingerprint(wire) != memo_mod.hashlib.blake2b(wire, digest_size=32).digest()
     assert one.fingerprint(wire + b"\x00") != one.fingerprint(wire)
     new_hasher, lookup, lookup_refusal = one.hot_path()
     hasher = new_hasher()
@@ -402,7 +403,7 @@ def test_the_grant_memo_fingerprint_is_keyed_per_process():
 
 
 def test_the_grant_memo_bound_holds_and_the_oldest_record_goes(clock):
-    memo = cache_mod.GrantMemo(max_entries=3)
+    memo = memo_mod.GrantMemo(max_entries=3)
     e = entry(clock)
     for n in range(10):
         memo.remember(digest(n), digest(100 + n), e, f"svc-{n}")
@@ -413,13 +414,13 @@ def test_the_grant_memo_bound_holds_and_the_oldest_record_goes(clock):
     assert [n for n in range(10) if lookup(digest(n)) is not None] == [7, 8, 9]
     assert lookup(digest(9)) == (digest(109), e, "svc-9")
     with pytest.raises(ValueError):
-        cache_mod.GrantMemo(max_entries=0)
+        memo_mod.GrantMemo(max_entries=0)
     with pytest.raises(ValueError):
-        cache_mod.GrantMemo(max_entries=5, max_refusals=0)
+        memo_mod.GrantMemo(max_entries=5, max_refusals=0)
 
 
 def test_the_memo_bounds_refusals_apart_so_a_flood_pushes_no_grant_out(clock):
-    memo = cache_mod.GrantMemo(max_entries=3, max_refusals=2)
+    memo = memo_mod.GrantMemo(max_entries=3, max_refusals=2)
     e = entry(clock)
     for n in range(3):
         memo.remember(digest(n), digest(100 + n), e, "svc")
@@ -448,7 +449,7 @@ def test_the_verified_cache_bounds_and_clears_its_memo(clock):
 
 
 def test_grant_memo_records_of_one_caller_share_its_name(clock):
-    memo = cache_mod.GrantMemo()
+    memo = memo_mod.GrantMemo()
     e = entry(clock)
     one, two = "".join(["svc-", "a"]), "".join(["svc", "-a"])  # equal, two objects
     assert one == two and one is not two
@@ -459,7 +460,7 @@ def test_grant_memo_records_of_one_caller_share_its_name(clock):
 
 
 def test_the_memo_drops_its_oldest_records_in_batches_and_never_exceeds_its_bound():
-    memo = cache_mod.GrantMemo(max_entries=64, max_refusals=32)
+    memo = memo_mod.GrantMemo(max_entries=64, max_refusals=32)
     for n in range(1000):
         memo.remember_refusal(n.to_bytes(32, "big"), b"d" * 32, "k" * 12)
         assert memo.refusals() <= 32

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from auth_service.cache.verified import CachedKey, VerifiedCache
-from auth_service.domain.keys.records import KeyRecord
+from auth_service.cache.verified import VerifiedCache
+from auth_service.domain.keys.records import CachedKey, KeyRecord
 from auth_service.domain.tokens import KeyKind
 
 

@@ -12,7 +12,8 @@ import time
 import grpc
 from woes.auth.v1 import auth_service_pb2 as pb
 
-from auth_service.domain.keys.manager import CredentialManager, IssueSpec
+from auth_service.app.services import credential_manager
+from auth_service.domain.keys.rules import IssueSpec
 from auth_service.domain.tokens import KeyKind
 from tests.conftest import start_live_server
 from tests.helpers import call_error
@@ -28,7 +29,7 @@ def test_configured_cache_is_used_and_followed_by_the_feed(sqlite_url, pepper):
         srv.stub.Authenticate(pb.AuthenticateRequest(credential=issued.secret), timeout=10)
         assert len(srv.manager.cache) == 1
         # Another process (its own manager and cache, same database) revokes the key.
-        CredentialManager(srv.runtime.store, pepper).revoke("other-process", issued.key.key_id, "test")
+        credential_manager(srv.runtime.store, pepper).revoke("other-process", issued.key.key_id, "test")
         deadline = time.monotonic() + 20
         while True:
             err = None

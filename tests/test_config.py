@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from auth_service.app.config import DEV_PEPPER_FILE, ConfigError, Settings, is_loopback, load_pepper, split_listen
-from auth_service.cli.main import _settings, build_parser
+from auth_service.app.config import DEV_PEPPER_FILE, Settings, is_loopback, load_pepper, split_listen
+from auth_service.cli.main import build_parser
+from auth_service.cli.shared import settings_from as _settings
 from auth_service.domain import tokens
+from auth_service.domain.errors import ConfigError
 from auth_service.domain.tokens import KeyKind
 from tests.conftest import new_pepper_text
 

@@ -202,7 +202,7 @@ def test_verification_cost_does_not_grow_with_conversations(world):
     small = queries_per_verify()
     for n in range(150):  # many conversations, many revoked: rows the verification must not scan
         _issue_secret(srv, w1.secret, f"bulk-{n}")
-        srv.runtime.model.conversations.revoke("admin:test", "ws-a", f"bulk-{n}")
+        srv.runtime.services.conversations.revoke("admin:test", "ws-a", f"bulk-{n}")
     assert small <= 3
     assert queries_per_verify() == small
 

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from auth_service.app.services import credential_manager
 from auth_service.domain import tokens
 from auth_service.domain.crypto import Keyring, Pepper
 from auth_service.domain.errors import (
@@ -37,17 +38,13 @@ from auth_service.domain.errors import (
     StoreUnavailable,
     WidgetKeyNotApiCredential,
 )
-from auth_service.domain.keys import manager as credentials_mod
-from auth_service.domain.keys.manager import (
-    DEFAULT_PAGE_SIZE,
-    MAX_GRACE,
-    MAX_PAGE_SIZE,
-    CredentialManager,
-    IssueSpec,
-    normalize_origin,
-)
+from auth_service.domain.keys import authenticate, hot_path
+from auth_service.domain.keys import manager as manager_mod
+from auth_service.domain.keys.manager import CredentialManager
 from auth_service.domain.keys.records import KeyState, StoredState, utcnow
+from auth_service.domain.keys.rules import DEFAULT_PAGE_SIZE, MAX_GRACE, MAX_PAGE_SIZE, IssueSpec
 from auth_service.domain.tokens import KeyKind
+from auth_service.domain.validation import normalize_origin
 from auth_service.store import SqlStore
 from tests.conftest import new_pepper_text
 
@@ -91,10 +88,11 @@ class Env:
 @pytest.fixture
 def env(database_url, pepper, monkeypatch):
     clock = ShiftedClock()
-    monkeypatch.setattr(credentials_mod, "time", clock)
-    monkeypatch.setattr(credentials_mod, "utcnow", clock.utcnow)
+    for module in (authenticate, hot_path):
+        monkeypatch.setattr(module, "time", clock)
+    monkeypatch.setattr(manager_mod, "utcnow", clock.utcnow)
     store = SqlStore(database_url)
-    yield Env(database_url, store, CredentialManager(store, pepper), clock)
+    yield Env(database_url, store, credential_manager(store, pepper), clock)
     store.close()
 
 
@@ -555,7 +553,7 @@ class RacingStore:
 
 def test_two_concurrent_rotations_exactly_one_wins(env, pepper):
     old = env.server_key()
-    manager = CredentialManager(RacingStore(env.store), pepper)
+    manager = credential_manager(RacingStore(env.store), pepper)
     outcomes: list = []
 
     def rotate():
@@ -769,7 +767,7 @@ class LimitSpy:
 
 def test_list_page_size_is_capped(env, pepper):
     spy = LimitSpy(env.store)
-    manager = CredentialManager(spy, pepper)
+    manager = credential_manager(spy, pepper)
     _issue_many(env, 3)
     page = manager.list_keys("ws-1", 10**6, "")
     assert len(page.keys) == 3 and page.next_page_token == ""
@@ -950,8 +948,8 @@ def test_usage_is_recorded_in_memory_and_flushed(env):
 
 def test_pepper_rotation_keeps_old_keys_working(env):
     old_text, new_text = new_pepper_text("old"), new_pepper_text("new")
-    before = CredentialManager(env.store, Pepper(Keyring.parse(old_text)))
-    after = CredentialManager(env.store, Pepper(Keyring.parse(f"{new_text},{old_text}")))
+    before = credential_manager(env.store, Pepper(Keyring.parse(old_text)))
+    after = credential_manager(env.store, Pepper(Keyring.parse(f"{new_text},{old_text}")))
     old = before.issue_key(ACTOR, IssueSpec("ws-1", KeyKind.SERVER, scopes=("messages:read",)))
     assert old.key.pepper_id == "old"
     assert after.authenticate(old.secret).key_id == old.key.key_id
@@ -962,7 +960,7 @@ def test_pepper_rotation_keeps_old_keys_working(env):
     with pytest.raises(CredentialUnknown):
         before.authenticate(fresh.secret)
     # Once the old pepper is dropped, keys digested under it stop verifying (fail closed).
-    dropped = CredentialManager(env.store, Pepper(Keyring.parse(new_text)))
+    dropped = credential_manager(env.store, Pepper(Keyring.parse(new_text)))
     with pytest.raises(CredentialUnknown):
         dropped.authenticate(old.secret)
 
@@ -991,7 +989,7 @@ class FailsAfterRotate:
 def test_a_committed_rotation_always_returns_the_new_secret(env, pepper):
     """Once the store committed the rotation, the new secret must reach the caller: it exists nowhere else."""
     old = env.server_key()
-    manager = CredentialManager(FailsAfterRotate(env.store), pepper)
+    manager = credential_manager(FailsAfterRotate(env.store), pepper)
     new, previous = manager.rotate(ACTOR, old.key.key_id, timedelta(hours=1))
     assert tokens.parse(new.secret).key_id == new.key.key_id
     assert previous.stored_state is StoredState.ROTATED

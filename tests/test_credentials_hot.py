@@ -14,18 +14,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from auth_service.cache.verified import CachedKey, VerifiedCache
+from auth_service.app.services import credential_manager
+from auth_service.cache.verified import VerifiedCache
 from auth_service.domain import tokens
+from auth_service.domain.audit import AuditEvent
 from auth_service.domain.errors import AuthError, CredentialUnknown
-from auth_service.domain.keys import manager as credentials_mod
-from auth_service.domain.keys.manager import (
-    KNOWN_UNKNOWN,
-    MAX_CALLER,
-    MAX_REQUIRED_SCOPES,
-    CredentialManager,
-    IssueSpec,
-)
-from auth_service.domain.keys.records import AuditEvent, utcnow
+from auth_service.domain.keys import authenticate, hot_path
+from auth_service.domain.keys import manager as manager_mod
+from auth_service.domain.keys.hot_path import KNOWN_UNKNOWN
+from auth_service.domain.keys.records import CachedKey, utcnow
+from auth_service.domain.keys.rules import MAX_CALLER, MAX_REQUIRED_SCOPES, IssueSpec
 from auth_service.domain.tokens import KeyKind
 from auth_service.store import SqlStore
 from tests.test_credentials import ACTOR, ShiftedClock
@@ -35,10 +33,11 @@ from tests.test_hot_path import record_issued_elsewhere
 @pytest.fixture
 def hot(sqlite_url, pepper, monkeypatch):
     clock = ShiftedClock()
-    monkeypatch.setattr(credentials_mod, "time", clock)
-    monkeypatch.setattr(credentials_mod, "utcnow", clock.utcnow)
+    for module in (authenticate, hot_path):
+        monkeypatch.setattr(module, "time", clock)
+    monkeypatch.setattr(manager_mod, "utcnow", clock.utcnow)
     store = SqlStore(sqlite_url)
-    manager = CredentialManager(store, pepper)
+    manager = credential_manager(store, pepper)
     manager.clock = clock
     yield manager
     store.close()
@@ -57,9 +56,7 @@ def _trace(manager) -> tuple:
 
 def _repeat(manager, wire: bytes):
     """``probe_wire`` of the request of ``wire`` (its fingerprint, as the transport computes it)."""
-    hasher = manager.new_fingerprint()
-    hasher.update(wire)
-    return manager.probe_wire(hasher.digest())
+    return manager.probe_wire(manager.cache.memo.fingerprint(wire))
 
 
 def _full(manager, token, scopes, caller):

@@ -52,7 +52,7 @@ def test_dump_holds_no_secret(database_url, pepper):
                 tpb.RevealTestCredentialRequest(workspace_id="ws-1", credential_id=c.credential_id), metadata=md
             )
         srv.runtime.usage.flush()
-        srv.runtime.model.failures.flush()
+        srv.runtime.services.failures.flush()
         audit_rows = [str(e) for e in audit_events(srv)]
     finally:
         srv.channel.close()

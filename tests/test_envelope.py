@@ -7,15 +7,13 @@ import sys
 
 import pytest
 
-from auth_service.app.config import ConfigError, Settings
-from auth_service.app.services import load_ring
+from auth_service.app.config import Settings
+from auth_service.app.services import build_test_credentials, load_ring
 from auth_service.domain import envelope
 from auth_service.domain.crypto import Keyring
 from auth_service.domain.envelope import KekRing, load_kek_ring
-from auth_service.domain.service_errors import KeyEncryptionKeyMissing, TestCredentialUnreadable
-from auth_service.domain.test_credentials import LabCredentials
-from auth_service.store import SqlStore
-from auth_service.store.model_tables import ModelStore
+from auth_service.domain.errors import ConfigError, KeyEncryptionKeyMissing, TestCredentialUnreadable
+from auth_service.store import SqlAuditStore, SqlKekStore, SqlStore, SqlTestCredentialStore
 from tests import conftest
 from tests.conftest import new_kek_text
 from tests.model_helpers import new_plaintext
@@ -79,7 +77,7 @@ def test_passphrase_kek_salt_and_parameters_stored(tmp_path, sqlite_url):
     passphrase = new_plaintext("passphrase")
     sql = SqlStore(sqlite_url)
     try:
-        store = ModelStore(sql)
+        store = SqlKekStore(sql)
         settings = Settings(database_url=sqlite_url, data_dir=tmp_path, kek_passphrase=passphrase)
         ring, note = load_ring(settings, store, create=False)
         assert "argon2id" in note and ring.primary_id == envelope.PASSPHRASE_KEK_ID
@@ -101,8 +99,8 @@ def test_passphrase_kek_salt_and_parameters_stored(tmp_path, sqlite_url):
 
 def _fill(database_url, kek_text, n):
     sql = SqlStore(database_url)
-    store = ModelStore(sql)
-    lab = LabCredentials(store, _ring(kek_text))
+    store = SqlTestCredentialStore(sql)
+    lab = build_test_credentials(sql, _ring(kek_text))
     plaintexts = {}
     for i in range(n):
         material = new_plaintext()
@@ -119,8 +117,11 @@ def test_rewrap_interrupted_and_resumed(database_url):
     k1, k2 = new_kek_text("k1"), new_kek_text("k2")
     sql, store, plaintexts = _fill(database_url, k1, 7)
     try:
-        lab = LabCredentials(store, _ring(k2, k1))
-        store.set_primary_kek("k2", "cli:test")  # what `kek rotate` does first: re-wraps go to the agreed primary
+        lab = build_test_credentials(sql, _ring(k2, k1))
+        store = lab.store
+        SqlKekStore(sql).set_primary_kek(
+            "k2", "cli:test"
+        )  # what `kek rotate` does first: re-wraps go to the agreed primary
         # a crash after three rows: the fourth compare-and-set raises
         real_swap, calls = store.swap_wrapping, []
 
@@ -144,10 +145,10 @@ def test_rewrap_interrupted_and_resumed(database_url):
         assert (report.rewrapped, report.remaining) == (2, 0)
         assert _under(store) == {"k2": 7}
         assert lab.rewrap_all("cli:test").rewrapped == 0  # idempotent
-        only_new = LabCredentials(store, _ring(k2))
+        only_new = build_test_credentials(sql, _ring(k2))
         for cid, material in plaintexts.items():  # the old key can now go
             assert only_new.reveal("t", {"lab:test_credentials:reveal"}, "ws", cid).plaintext == material
-        audits = store.list_audit_events(action="kek.rotate")
+        audits = SqlAuditStore(sql).list_audit_events(action="kek.rotate")
         assert [a.outcome for a in audits] == ["ok", "ok", "partial"]
     finally:
         sql.close()
@@ -213,9 +214,8 @@ def test_kek_rotate_command(tmp_path):
 
     sql = SqlStore(url)
     try:
-        store = ModelStore(sql)
         ring = KekRing(lambda: Keyring.parse(kek_file.read_text().split()[0]))
-        lab = LabCredentials(store, ring)
+        lab = build_test_credentials(sql, ring)
         for cid, material in plaintexts.items():
             assert lab.reveal("t", {"lab:test_credentials:reveal"}, "ws", cid).plaintext == material
     finally:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from auth_service.domain.errors import StoreUnavailable
-from auth_service.store import Change
+from auth_service.domain.ports import Change
 from auth_service.sync import feed as feed_mod
 from auth_service.sync.feed import ChangeFeedFollower
 
@@ -348,7 +348,8 @@ def test_background_thread_marks_unhealthy_and_recovers():
 def test_feed_against_a_real_store(database_url):
     from datetime import timedelta
 
-    from auth_service.domain.keys.records import AuditEvent, utcnow
+    from auth_service.domain.audit import AuditEvent
+    from auth_service.domain.keys.records import utcnow
     from auth_service.store import SqlStore
     from tests.test_store_sql import make_record
 

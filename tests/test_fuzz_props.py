@@ -14,8 +14,9 @@ from woes.auth.v1 import auth_service_pb2 as pb
 
 from auth_service.domain import tokens
 from auth_service.domain.errors import CredentialMalformed
-from auth_service.domain.keys.manager import _decode_page_token, _encode_page_token, normalize_origin
+from auth_service.domain.keys.rules import decode_page_token, encode_page_token
 from auth_service.domain.tokens import ALPHABET, KeyKind
+from auth_service.domain.validation import normalize_origin
 from auth_service.ops import logs
 from fuzz import targets
 from tests.conftest import new_pepper_text, start_live_server
@@ -73,7 +74,7 @@ def test_origin_normalisation_never_raises_and_is_idempotent(text):
 
 @given(TEXT, TEXT)
 def test_page_token_decoding_never_raises(workspace, token):
-    decoded = _decode_page_token(token, workspace)
+    decoded = decode_page_token(token, workspace)
     assert decoded is None or tokens.is_key_id(decoded[1])
 
 
@@ -93,8 +94,8 @@ def test_page_token_roundtrip():
     from types import SimpleNamespace
 
     last = SimpleNamespace(create_time=datetime(2026, 1, 2, tzinfo=UTC), key_id="AAAAAAAAAAAA")
-    assert _decode_page_token(_encode_page_token(last, "ws"), "ws") == (last.create_time, "AAAAAAAAAAAA")
-    assert _decode_page_token(_encode_page_token(last, "ws"), "other") is None
+    assert decode_page_token(encode_page_token(last, "ws"), "ws") == (last.create_time, "AAAAAAAAAAAA")
+    assert decode_page_token(encode_page_token(last, "ws"), "other") is None
 
 
 # -- every request message through a real server --------------------------------------------------
@@ -163,7 +164,7 @@ def fuzz_server(tmp_path_factory):
 
     url = f"sqlite:///{tmp_path_factory.mktemp('props') / 'auth.db'}"
     srv = start_live_server(url, Pepper(Keyring.parse(new_pepper_text())), throttle_caller="1000000/1000")
-    from auth_service.domain.keys.manager import IssueSpec
+    from auth_service.domain.keys.rules import IssueSpec
 
     srv.valid_tokens = [
         srv.admin_secret,

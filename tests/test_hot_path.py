@@ -25,10 +25,12 @@ from woes.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from woes.auth.v1 import resources_pb2 as res
 
 from auth_service.app import runtime as server_mod
+from auth_service.app.services import credential_manager
 from auth_service.domain import tokens
+from auth_service.domain.audit import AuditEvent
 from auth_service.domain.crypto import Keyring, Pepper
-from auth_service.domain.keys.manager import CredentialManager, IssueSpec
-from auth_service.domain.keys.records import AuditEvent, KeyRecord, utcnow
+from auth_service.domain.keys.records import KeyRecord, utcnow
+from auth_service.domain.keys.rules import IssueSpec
 from auth_service.store import SqlStore
 from tests.conftest import MINTED, free_port, new_pepper_text, server_log_path, start_live_server
 from tests.helpers import call_error, rich_error
@@ -125,7 +127,7 @@ def shared_db(tmp_path):
     url = f"sqlite:///{tmp_path / 'auth.db'}"
     pepper_text = new_pepper_text("hp1")
     store = SqlStore(url)
-    admin = CredentialManager(store, Pepper(Keyring.parse(pepper_text))).bootstrap_admin("hot path admin").secret
+    admin = credential_manager(store, Pepper(Keyring.parse(pepper_text))).bootstrap_admin("hot path admin").secret
     store.close()
     return url, pepper_text, (("authorization", f"Bearer {admin}"),)
 

@@ -17,10 +17,10 @@ from woes.auth.v1 import test_credentials_pb2 as tpb
 
 from auth_service.domain.crypto import Keyring
 from auth_service.domain.envelope import KekRing
+from auth_service.domain.ports import PrimaryKekMoved
 from auth_service.domain.test_credentials import PURPOSE
-from auth_service.store import SqlStore
-from auth_service.store.kek import PrimaryKekMoved, hold_primary
-from auth_service.store.model_tables import ModelStore
+from auth_service.store import SqlAuditStore, SqlKekStore, SqlStore, SqlTestCredentialStore
+from auth_service.store.kek import hold_primary
 from tests import conftest
 from tests.conftest import new_kek_text, start_live_server
 from tests.model_helpers import new_plaintext
@@ -44,7 +44,7 @@ def _put(stub, md, name: str, material: str):
 def _rows(url: str) -> list:
     sql = SqlStore(url, create_schema=False)
     try:
-        return ModelStore(sql).list_test_credentials(WORKSPACE, 100_000, None)
+        return SqlTestCredentialStore(sql).list_test_credentials(WORKSPACE, 100_000, None)
     finally:
         sql.close()
 
@@ -52,7 +52,7 @@ def _rows(url: str) -> list:
 def _primary(url: str) -> str:
     sql = SqlStore(url, create_schema=False)
     try:
-        return ModelStore(sql).primary_kek_id()
+        return SqlKekStore(sql).primary_kek_id()
     finally:
         sql.close()
 
@@ -212,7 +212,7 @@ def test_a_put_sealed_before_the_rotation_and_written_after_it_is_sealed_again(d
         put = _put(srv.stub, srv.admin_md, "existing", first)
         assert put.credential.kek_id == "k1"
         materials[put.credential.credential_id] = first
-        store = srv.runtime.model.lab.store
+        store = srv.runtime.services.test_credentials.store
         real = getattr(store, write)
         rotations = []
 
@@ -240,7 +240,7 @@ def test_a_put_sealed_before_the_rotation_and_written_after_it_is_sealed_again(d
 def test_status_and_rotate_are_not_done_while_a_record_stays_under_another_key(database_url, pepper, tmp_path):
     from sqlalchemy import update
 
-    from auth_service.store.model_tables import test_credentials
+    from auth_service.store.schema import test_credentials
 
     k1, k2 = new_kek_text("k1"), new_kek_text("k2")
     srv = start_live_server(database_url, pepper, kek=k1)
@@ -272,7 +272,7 @@ def test_status_and_rotate_are_not_done_while_a_record_stays_under_another_key(d
 
 def test_a_change_of_primary_waits_for_writes_that_checked_the_old_one(database_url):
     sql = SqlStore(database_url)
-    store = ModelStore(sql)
+    store = SqlKekStore(sql)
     try:
         assert store.agree_primary_kek("k1") == "k1"
         assert store.agree_primary_kek("k9") == "k1"  # agreed once; later agreements follow it
@@ -292,7 +292,7 @@ def test_a_change_of_primary_waits_for_writes_that_checked_the_old_one(database_
         assert store.primary_kek_id() == "k2"
         with sql._write.begin() as later, pytest.raises(PrimaryKekMoved):
             hold_primary(later, "k1")
-        audits = store.list_audit_events(action="kek.primary")
+        audits = SqlAuditStore(sql).list_audit_events(action="kek.primary")
         assert [a.detail for a in audits] == ["primary=k2 previous=k1"]
     finally:
         sql.close()

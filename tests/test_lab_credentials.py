@@ -7,7 +7,7 @@ from woes.auth.v1 import test_credentials_pb2 as tpb
 
 from auth_service.domain import permissions
 from auth_service.domain.keys import service_keys
-from auth_service.store.model_tables import test_credentials as tc_table
+from auth_service.store.schema import test_credentials as tc_table
 from tests.model_helpers import Errors, audit_events, internal_md, leaked_in, new_plaintext, revealer_md
 
 URL = "https://api.customer.example/v1"
@@ -30,7 +30,7 @@ def _reveal(srv, md, credential_id, workspace="ws-lab", reason="run-1"):
 
 
 def _sql(srv):
-    return srv.runtime.model.store.sql
+    return srv.runtime.services.db
 
 
 def test_round_trip_metadata_only(live_server_any_db):
@@ -79,7 +79,7 @@ def test_round_trip_metadata_only(live_server_any_db):
     srv.stub.DeleteTestCredential(
         tpb.DeleteTestCredentialRequest(workspace_id="ws-lab", credential_id=cid), metadata=srv.admin_md
     )
-    rows = _sql(srv)._reading(lambda conn: conn.execute(select(tc_table)).all())
+    rows = _sql(srv).reading(lambda conn: conn.execute(select(tc_table)).all())
     assert rows == []
     assert errors(_reveal, srv, md, cid).code is grpc.StatusCode.NOT_FOUND
     actions = [e.action for e in audit_events(srv, workspace_id="ws-lab")]
@@ -120,11 +120,11 @@ def test_reveal_without_permission_is_refused_and_audited(live_server_any_db):
 
 
 def _row(srv, cid):
-    return _sql(srv)._reading(lambda conn: conn.execute(select(tc_table).where(tc_table.c.credential_id == cid)).one())
+    return _sql(srv).reading(lambda conn: conn.execute(select(tc_table).where(tc_table.c.credential_id == cid)).one())
 
 
 def _set(srv, cid, **values):
-    _sql(srv)._writing(
+    _sql(srv).writing(
         lambda conn: conn.execute(update(tc_table).where(tc_table.c.credential_id == cid).values(**values))
     )
 

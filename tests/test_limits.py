@@ -14,7 +14,7 @@ from auth_service.app import runtime as server_mod
 from auth_service.app.config import Settings
 from auth_service.domain import scopes as scope_registry
 from auth_service.domain import tokens
-from auth_service.domain.keys.manager import MAX_ORIGINS, MAX_REQUIRED_SCOPES
+from auth_service.domain.keys.rules import MAX_ORIGINS, MAX_REQUIRED_SCOPES
 from auth_service.domain.tokens import KeyKind
 from auth_service.store import SqlStore
 from tests.helpers import call_error

@@ -213,7 +213,7 @@ def test_a_slow_database_delays_store_calls_but_not_cached_authentication(proxie
 
 def test_revocation_during_the_outage_window_is_not_lost(proxied, postgres_url, pepper):
     """A key revoked through another replica while this one is cut off is refused once it reconnects."""
-    from auth_service.domain.keys.manager import CredentialManager
+    from auth_service.app.services import credential_manager
 
     srv, proxy = proxied
     cached = _issue(srv)
@@ -222,7 +222,7 @@ def test_revocation_during_the_outage_window_is_not_lost(proxied, postgres_url, 
     proxy.cut()
     other_replica = SqlStore(postgres_url, create_schema=False)  # reaches the database directly
     try:
-        CredentialManager(other_replica, pepper).revoke("admin:other", cached.key.key_id, "compromised")
+        credential_manager(other_replica, pepper).revoke("admin:other", cached.key.key_id, "compromised")
     finally:
         other_replica.close()
     proxy.restore()

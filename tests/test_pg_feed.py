@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from auth_service.domain.keys.manager import CredentialManager
+from auth_service.app.services import credential_manager
 from auth_service.store import SqlStore
 from auth_service.sync.feed import ChangeFeedFollower
 from tests.pg_helpers import TcpProxy, wait_for, with_port
@@ -41,7 +41,7 @@ def test_a_notification_wakes_the_follower_long_before_its_poll(postgres_url, pe
         delays = []
         for _ in range(5):
             started = time.monotonic()
-            key_id = CredentialManager(writer, pepper).bootstrap_admin("feed test").key.key_id
+            key_id = credential_manager(writer, pepper).bootstrap_admin("feed test").key.key_id
             wait_for(lambda k=key_id: k in seen.when, 10, what="the change to reach the follower")
             delays.append(seen.when[key_id] - started)
         assert max(delays) < 5.0, delays  # generous: a 60 s poll cannot explain any of these
@@ -61,13 +61,13 @@ def test_the_listener_reconnects_after_the_connection_drops(postgres_url, pepper
         wait_for(follower.listener.connected.is_set, 10, what="the listener to connect")
         proxy.cut()
         wait_for(lambda: not follower.listener.connected.is_set(), 10, what="the listener to notice the cut")
-        key_during = CredentialManager(writer, pepper).bootstrap_admin("made while cut").key.key_id
+        key_during = credential_manager(writer, pepper).bootstrap_admin("made while cut").key.key_id
         proxy.restore()
         wait_for(lambda: follower.listener.connections >= 2, 15, what="the listener to reconnect")
         # On reconnection the follower reads what it missed...
         wait_for(lambda: key_during in seen.when, 10, what="the change made while disconnected")
         # ...and notifications flow again.
-        key_after = CredentialManager(writer, pepper).bootstrap_admin("made after").key.key_id
+        key_after = credential_manager(writer, pepper).bootstrap_admin("made after").key.key_id
         wait_for(lambda: key_after in seen.when, 10, what="a change after reconnection")
     finally:
         follower.stop()
@@ -82,7 +82,7 @@ def test_polling_alone_still_delivers_every_change(postgres_url, pepper):
     follower.listener = None  # as on a store without notifications
     follower.start()
     try:
-        ids = [CredentialManager(writer, pepper).bootstrap_admin(f"poll {n}").key.key_id for n in range(5)]
+        ids = [credential_manager(writer, pepper).bootstrap_admin(f"poll {n}").key.key_id for n in range(5)]
         wait_for(lambda: all(k in seen.when for k in ids), 10, what="polling to deliver the changes")
     finally:
         follower.stop()
@@ -92,8 +92,9 @@ def test_polling_alone_still_delivers_every_change(postgres_url, pepper):
 
 def test_a_rolled_back_change_notifies_nobody(postgres_url, pepper):
     """NOTIFY is part of the transaction: one that fails after it (here at its audit row) sends nothing."""
-    from auth_service.domain.keys.manager import IssueSpec
-    from auth_service.domain.keys.records import AuditEvent, utcnow
+    from auth_service.domain.audit import AuditEvent
+    from auth_service.domain.keys.records import utcnow
+    from auth_service.domain.keys.rules import IssueSpec
     from auth_service.domain.tokens import KeyKind
 
     writer = SqlStore(postgres_url)
@@ -101,12 +102,12 @@ def test_a_rolled_back_change_notifies_nobody(postgres_url, pepper):
     follower.start()
     try:
         wait_for(follower.listener.connected.is_set, 10, what="the listener to connect")
-        manager = CredentialManager(writer, pepper)
+        manager = credential_manager(writer, pepper)
         first = manager.issue_key("admin:test", IssueSpec("ws", KeyKind.SERVER, scopes=("conversations:read",)))
         wait_for(lambda: first.key.key_id in seen.when, 10, what="the first issue")
         count = follower.listener.notifications
         spec = IssueSpec("ws", KeyKind.SERVER, scopes=("conversations:read",))
-        record, _secret = manager._new_record(spec, utcnow(), "admin:test")
+        record, _secret = manager.new_record(spec, utcnow(), "admin:test")
         too_long = AuditEvent(action="x" * 40, actor="admin:test", outcome="ok", key_id=record.key_id, time=utcnow())
         with pytest.raises(sa_exc.DataError):
             writer.insert_key(record, too_long)
@@ -133,8 +134,9 @@ def _open_write_transaction(url: str):
 def test_a_rolled_back_changes_gap_is_given_up_once_every_older_transaction_ended(postgres_url, pepper):
     """A change rolled back after drawing its number leaves a gap that never fills: the follower
     keeps asking for it while any transaction that may hold it runs, and gives it up after."""
-    from auth_service.domain.keys.manager import IssueSpec
-    from auth_service.domain.keys.records import AuditEvent, utcnow
+    from auth_service.domain.audit import AuditEvent
+    from auth_service.domain.keys.records import utcnow
+    from auth_service.domain.keys.rules import IssueSpec
     from auth_service.domain.tokens import KeyKind
 
     writer = SqlStore(postgres_url)
@@ -143,9 +145,9 @@ def test_a_rolled_back_changes_gap_is_given_up_once_every_older_transaction_ende
     follower.start()
     engine, unrelated = _open_write_transaction(postgres_url)  # began before the gap is seen
     try:
-        manager = CredentialManager(writer, pepper)
+        manager = credential_manager(writer, pepper)
         spec = IssueSpec("ws", KeyKind.SERVER, scopes=("conversations:read",))
-        record, _secret = manager._new_record(spec, utcnow(), "admin:test")
+        record, _secret = manager.new_record(spec, utcnow(), "admin:test")
         too_long = AuditEvent(action="x" * 40, actor="admin:test", outcome="ok", key_id=record.key_id, time=utcnow())
         with pytest.raises(sa_exc.DataError):
             writer.insert_key(record, too_long)  # its change drew a number, then rolled back
@@ -175,7 +177,7 @@ def test_missing_changes_and_the_horizon_on_postgresql(postgres_url, pepper):
 
     writer = SqlStore(postgres_url)
     try:
-        first = CredentialManager(writer, pepper).bootstrap_admin("first")
+        first = credential_manager(writer, pepper).bootstrap_admin("first")
         assert writer.missing_changes(writer.latest_change()) == []
         engine, held = _open_write_transaction(postgres_url)
         try:
@@ -186,7 +188,7 @@ def test_missing_changes_and_the_horizon_on_postgresql(postgres_url, pepper):
             oldest, upcoming = writer.change_horizon(mark=True)
             assert oldest < upcoming  # the held transaction runs
             assert writer.change_horizon()[0] == oldest  # and holds the horizon back
-            CredentialManager(writer, pepper).bootstrap_admin("second")
+            credential_manager(writer, pepper).bootstrap_admin("second")
             end = writer.latest_change()
             assert writer.missing_changes(end) == [(end - 1, end - 1)]
             held.commit()

@@ -12,9 +12,9 @@ from woes.auth.v1 import conversations_pb2 as cpb
 from woes.auth.v1 import resources_pb2 as res
 
 from auth_service.api import policy as policy_mod
-from auth_service.app.config import ConfigError
 from auth_service.domain import tokens
-from auth_service.domain.keys.manager import IssueSpec
+from auth_service.domain.errors import ConfigError
+from auth_service.domain.keys.rules import IssueSpec
 from auth_service.domain.tokens import KeyKind
 from tests.conftest import start_live_server
 from tests.helpers import call_error
@@ -218,11 +218,11 @@ def test_health_is_open_to_any_certified_caller(mtls_policy_server):
 
 
 def test_plaintext_callers_identified_by_their_admin_credential(sqlite_url, pepper, tmp_path):
-    from auth_service.domain.keys.manager import CredentialManager
+    from auth_service.app.services import credential_manager
     from auth_service.store import SqlStore
 
     store = SqlStore(sqlite_url)
-    named_admin = CredentialManager(store, pepper).bootstrap_admin("named admin").secret
+    named_admin = credential_manager(store, pepper).bootstrap_admin("named admin").secret
     store.close()
     # The policy names that admin key (identity key:<key id>); the anonymous plaintext caller may only verify.
     path = tmp_path / "policy.json"

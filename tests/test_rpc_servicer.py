@@ -1,7 +1,7 @@
 """The servicer as a unit under grpc_testing: every RPC's success path and the status codes of failures.
 
 grpc_testing's context has no ``abort_with_status``, so rich details (ErrorInfo,
-BadRequest) are not visible here: ``rpc.abort`` falls back to ``context.abort``
+BadRequest) are not visible here: ``status.abort`` falls back to ``context.abort``
 with the status code and message. The details are checked on ``status_for``
 directly, and over a real server by the server tests.
 """
@@ -18,7 +18,9 @@ from google.rpc import code_pb2, error_details_pb2
 from woes.auth.v1 import auth_service_pb2 as pb
 from woes.auth.v1 import resources_pb2 as res
 
-from auth_service.api import keys as rpc
+from auth_service.api import convert, fastpath, service
+from auth_service.api.status import status_for
+from auth_service.app.services import credential_manager
 from auth_service.domain import tokens
 from auth_service.domain.errors import (
     CredentialRevoked,
@@ -28,7 +30,8 @@ from auth_service.domain.errors import (
     KeyNotFound,
     StoreUnavailable,
 )
-from auth_service.domain.keys.manager import KNOWN_UNKNOWN, CredentialManager
+from auth_service.domain.keys.hot_path import KNOWN_UNKNOWN
+from auth_service.domain.keys.manager import CredentialManager
 from auth_service.domain.keys.records import KeyRecord, StoredState, utcnow
 from auth_service.domain.tokens import KeyKind
 from auth_service.store import SqlStore
@@ -40,7 +43,7 @@ SERVICE = pb.DESCRIPTOR.services_by_name["AuthService"]
 class Harness:
     def __init__(self, manager: CredentialManager):
         self.manager = manager
-        self.servicer = rpc.AuthServicer(manager)
+        self.servicer = service.AuthServicer(manager)
         self.server = grpc_testing.server_from_dictionary({SERVICE: self.servicer}, grpc_testing.strict_real_time())
         self.admin_secret = manager.bootstrap_admin("servicer test").secret
 
@@ -73,7 +76,7 @@ class Harness:
 @pytest.fixture
 def h(sqlite_url, pepper):
     store = SqlStore(sqlite_url)
-    yield Harness(CredentialManager(store, pepper))
+    yield Harness(credential_manager(store, pepper))
     store.close()
 
 
@@ -139,7 +142,7 @@ def test_the_fused_front_answers_as_the_probe_then_the_gate(h):
         pb.AuthenticateRequest(credential=unknown),  # the negative cache's refusal
         pb.AuthenticateRequest(credential="not a credential"),  # malformed
         pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token),  # never seen: None
-        rpc._UNDECODABLE,
+        fastpath.UNDECODABLE,
     ]
     for request in cases:
         passed_on.clear()
@@ -174,7 +177,7 @@ def test_the_front_over_request_bytes_answers_as_the_front_over_decoded_requests
         passed_on.append((request, found))
         return "rest"
 
-    decode = rpc._safe_deserializer(pb.AuthenticateRequest)
+    decode = fastpath.safe_deserializer(pb.AuthenticateRequest)
     front_wire = h.servicer.authenticate_front(rest, decode)
     front = h.servicer.authenticate_front(rest)
     granted = pb.AuthenticateRequest(credential=issued.secret, required_scopes=["conversations:read"], caller="svc")
@@ -194,8 +197,8 @@ def test_the_front_over_request_bytes_answers_as_the_front_over_decoded_requests
         passed_on.clear()
         got = front_wire(wire, None)
         assert got == expected
-        assert [(r if r is rpc._UNDECODABLE else r.SerializeToString(), f) for r, f in passed_on] == [
-            (r if r is rpc._UNDECODABLE else r.SerializeToString(), f) for r, f in expected_passed
+        assert [(r if r is fastpath.UNDECODABLE else r.SerializeToString(), f) for r, f in passed_on] == [
+            (r if r is fastpath.UNDECODABLE else r.SerializeToString(), f) for r, f in expected_passed
         ]
     assert pb.AuthenticateResponse.FromString(front_wire(cases[0], None)).principal.key_id == issued.key.key_id
     assert len(h.manager.cache.memo) == 1  # the one grant, remembered by its bytes
@@ -223,7 +226,7 @@ def test_the_front_over_bytes_hands_a_remembered_refusal_to_the_gate_with_its_ke
         return take
 
     decoded = []
-    real_decode = rpc._safe_deserializer(pb.AuthenticateRequest)
+    real_decode = fastpath.safe_deserializer(pb.AuthenticateRequest)
 
     def decode(wire):
         decoded.append(wire)
@@ -426,7 +429,7 @@ def test_issue_key_with_an_unrepresentable_expire_time_is_invalid_argument(h):
 def test_store_unavailable_is_unavailable(pepper, sqlite_url):
     store = SqlStore(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/postgres", create_schema=False)
     try:
-        servicer = rpc.AuthServicer(CredentialManager(store, pepper))
+        servicer = service.AuthServicer(credential_manager(store, pepper))
         server = grpc_testing.server_from_dictionary({SERVICE: servicer}, grpc_testing.strict_real_time())
         request = pb.AuthenticateRequest(credential=tokens.mint(KeyKind.SERVER).token)
         _, _, code, _ = server.invoke_unary_unary(
@@ -458,7 +461,7 @@ def _details(status):
 
 
 def test_status_for_carries_error_info():
-    status = rpc.status_for(InsufficientScope(["messages:write", "webhooks:read"]))
+    status = status_for(InsufficientScope(["messages:write", "webhooks:read"]))
     assert status.code == code_pb2.PERMISSION_DENIED
     info, bad = _details(status)
     assert (info.domain, info.reason) == ("auth.woes", "INSUFFICIENT_SCOPE")
@@ -468,7 +471,7 @@ def test_status_for_carries_error_info():
 
 
 def test_status_for_invalid_argument_carries_field_violations():
-    status = rpc.status_for(InvalidArgument([FieldViolation("scopes", "unknown"), FieldViolation("kind", "required")]))
+    status = status_for(InvalidArgument([FieldViolation("scopes", "unknown"), FieldViolation("kind", "required")]))
     assert status.code == code_pb2.INVALID_ARGUMENT
     info, bad = _details(status)
     assert info.reason == "INVALID_ARGUMENT"
@@ -484,7 +487,7 @@ def test_status_for_invalid_argument_carries_field_violations():
     ],
 )
 def test_status_codes(error, code):
-    status = rpc.status_for(error)
+    status = status_for(error)
     assert status.code == code
     info, _ = _details(status)
     assert info.reason == error.reason
@@ -505,7 +508,7 @@ def test_key_to_pb_derives_expired_state():
         create_time=past - timedelta(days=1),
         expire_time=past,
     )
-    assert rpc.key_to_pb(record).state == res.KEY_STATE_EXPIRED
+    assert convert.key_to_pb(record).state == res.KEY_STATE_EXPIRED
     rotated = KeyRecord(**{**record.__dict__, "expire_time": None, "stored_state": StoredState.ROTATED})
-    assert rpc.key_to_pb(rotated).state == res.KEY_STATE_ROTATED
-    assert b"\x00" * 32 not in rpc.key_to_pb(record).SerializeToString()
+    assert convert.key_to_pb(rotated).state == res.KEY_STATE_ROTATED
+    assert b"\x00" * 32 not in convert.key_to_pb(record).SerializeToString()

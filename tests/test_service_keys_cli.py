@@ -15,11 +15,11 @@ from woes.auth.v1 import auth_service_pb2_grpc
 from woes.auth.v1 import conversations_pb2 as cpb
 from woes.auth.v1 import resources_pb2 as res
 
+from auth_service.app.services import credential_manager
 from auth_service.domain import permissions, tokens
-from auth_service.domain.keys.manager import CredentialManager
 from auth_service.domain.tokens import KeyKind
 from auth_service.store import SqlStore, migrate
-from auth_service.store.keys import changes
+from auth_service.store.schema import changes
 from tests import conftest
 from tests.helpers import call_error
 from tests.process_helpers import base_env, cli, start_serve
@@ -176,11 +176,15 @@ def test_migration_moves_internal_permissions_off_admin_keys(database_url, peppe
     try:
         migrate.upgrade(engine, "0003")  # the revision before 0004
         store = SqlStore(database_url, create_schema=False)
-        manager = CredentialManager(store, pepper)
+        manager = credential_manager(store, pepper)
         # Admin keys as 'bootstrap-admin --permission' made them before internal credentials existed.
-        runner = manager._bootstrap(KeyKind.ADMIN, "test runner", (REVEAL,), "bootstrap-admin", "admin.bootstrap")
+        runner = manager.bootstrap_service_key(
+            KeyKind.ADMIN, "test runner", (REVEAL,), "bootstrap-admin", "admin.bootstrap"
+        )
         plain = manager.bootstrap_admin("ops")
-        internal_key = manager._bootstrap(KeyKind.INTERNAL, "kept", (CONVERSATIONS,), "t", "internal.bootstrap")
+        internal_key = manager.bootstrap_service_key(
+            KeyKind.INTERNAL, "kept", (CONVERSATIONS,), "t", "internal.bootstrap"
+        )
         seq_before = store.latest_change()
         migrate.upgrade(engine)
         assert store.schema_status().up_to_date

@@ -8,10 +8,12 @@ import pytest
 from sqlalchemy import exc as sa_exc
 
 from auth_service.domain import tokens
+from auth_service.domain.audit import AuditEvent
 from auth_service.domain.errors import StoreUnavailable
-from auth_service.domain.keys.records import AuditEvent, KeyRecord, StoredState, UsageDelta, utcnow
+from auth_service.domain.keys.records import KeyRecord, StoredState, UsageDelta, utcnow
+from auth_service.domain.ports import RequestIdTaken, RotateConflict
 from auth_service.domain.tokens import KeyKind
-from auth_service.store import RequestIdTaken, RotateConflict, SqlStore
+from auth_service.store import SqlStore
 from tests.conftest import free_port
 
 

@@ -20,10 +20,10 @@ from woes.auth.v1 import auth_service_pb2_grpc
 from auth_service.api.gate import CallGate, throttled_status
 from auth_service.api.policy import VERIFY, load_policy, parse_policy
 from auth_service.api.throttle import Throttle, TokenBuckets, address_of
-from auth_service.app.config import ConfigError, Settings, parse_rate
+from auth_service.app.config import Settings, parse_rate
 from auth_service.domain import tokens
-from auth_service.domain.errors import CredentialUnknown, TooManyFailures
-from auth_service.domain.keys.manager import IssueSpec
+from auth_service.domain.errors import ConfigError, CredentialUnknown, TooManyFailures
+from auth_service.domain.keys.rules import IssueSpec
 from auth_service.domain.tokens import KeyKind
 from tests.conftest import start_live_server
 from tests.helpers import rich_error, throttled_plaintext_policy
@@ -460,7 +460,7 @@ def test_envoy_check_refusals_are_counted_and_charged_like_authenticates(throttl
     assert int({h.header.key: h.header.value for h in throttled.headers}["retry-after"]) >= 1
     assert authz.Check(_check(verified), timeout=10).status.code == code_pb2.OK  # known good: served
     # Counted as Authenticate's failures are: the aggregated audit rows name envoy.Check.
-    failures = srv.runtime.servicer.model.failures
+    failures = srv.runtime.servicer.services.failures
     failures.flush()
     rows = [e for e in srv.manager.store.list_audit(limit=1000) if e.action == "auth.failures"]
     assert {(e.actor, e.outcome) for e in rows} >= {("caller:envoy.Check", "CREDENTIAL_UNKNOWN")}

@@ -14,7 +14,8 @@ from cryptography import x509
 from woes.auth.v1 import auth_service_pb2 as pb
 
 from auth_service.api import tls
-from auth_service.app.config import ConfigError, Settings
+from auth_service.app.config import Settings
+from auth_service.domain.errors import ConfigError
 from tests import conftest
 from tests.conftest import free_port, new_pepper_text, server_log_path, start_live_server
 from tests.sec_support import dev_certs, other_ca_certs, stub, tls_channel, tls_settings
@@ -32,7 +33,7 @@ def tls_server(sqlite_url, pepper):
 
 def _issue_server_key(srv) -> str:
     # The in-process manager issues directly (the gateway certificate may only verify).
-    from auth_service.domain.keys.manager import IssueSpec
+    from auth_service.domain.keys.rules import IssueSpec
     from auth_service.domain.tokens import KeyKind
 
     issued = srv.manager.issue_key(

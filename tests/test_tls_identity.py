@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from woes.auth.v1 import auth_service_pb2 as pb
 
 from auth_service.api import tls
-from auth_service.domain.keys.manager import IssueSpec
+from auth_service.domain.keys.rules import IssueSpec
 from auth_service.domain.tokens import KeyKind
 from tests import conftest
 from tests.conftest import start_live_server

@@ -15,7 +15,7 @@ frame, and what the frame does is decided when the handler is wrapped:
   read per call;
 * throttling: one truthiness test while no throttled caller has used up its
   failures; failures are charged only to the callers the policy lists as
-  ``throttled`` (see :mod:`auth_service.throttle`), so by default none;
+  ``throttled`` (see :mod:`auth_service.api.throttle`), so by default none;
 * access log and metrics: only when enabled (``WOES_AUTH_ACCESS_LOG``,
   ``WOES_AUTH_METRICS_LISTEN``), otherwise not a single clock read.
 
@@ -29,112 +29,30 @@ through untouched.
 from __future__ import annotations
 
 import logging
-import math
-import re
 import time
-import uuid
 from collections.abc import Callable
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from auth_service.api import envoy
-from auth_service.api import keys as rpc
+from auth_service.api.convert import bearer, request_id_of
 from auth_service.api.policy import ANONYMOUS, KEY_PREFIX, VERIFY, DenialSampler, Policy, group_of
+from auth_service.api.service import SERVICE_NAME
+from auth_service.api.status import abort, abort_throttled, reason_of, set_status, throttled_status
 from auth_service.api.throttle import Throttle
 from auth_service.api.tls import identity_from_auth_context
+from auth_service.domain.audit import AuditEvent
 from auth_service.domain.errors import AuthError, CallerNotAllowed, TooManyFailures
-from auth_service.domain.keys.records import AuditEvent
-from auth_service.domain.tokens import MAX_CREDENTIAL_LEN, key_id_of
+from auth_service.domain.tokens import key_id_of
 from auth_service.ops.metrics import Metrics
 
 log = logging.getLogger("auth_service.calls")
 access_log = logging.getLogger("auth_service.access")
 
-_METHOD_PREFIX = f"/{rpc.SERVICE_NAME}/"
+_METHOD_PREFIX = f"/{SERVICE_NAME}/"
 _ENVOY_PREFIX = f"/{envoy.SERVICE_NAME}/"
-_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_STATUS_KEY = "grpc-status-details-bin"
 # Request fields that carry the credential a verify RPC checks; other RPCs carry it as the bearer.
 _CREDENTIAL_FIELDS = {"Authenticate": "credential", "VerifyWidgetKey": "public_key"}
-
-
-def request_id_of(context: grpc.ServicerContext) -> str:
-    for name, value in context.invocation_metadata() or ():
-        if name == "x-request-id" and isinstance(value, str) and _REQUEST_ID_RE.fullmatch(value):
-            return value
-    return uuid.uuid4().hex[:16]
-
-
-def reason_of(context: grpc.ServicerContext) -> str:
-    """The ErrorInfo reason of an aborted call (read from its trailing status details)."""
-    for name, value in context.trailing_metadata() or ():
-        if name == _STATUS_KEY:
-            try:
-                status = status_pb2.Status.FromString(value)
-            except Exception:
-                return ""
-            for detail in status.details:
-                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    detail.Unpack(info)
-                    return info.reason
-    return ""
-
-
-def cached_and_live(manager) -> Callable[[str], bool]:
-    """Whether a credential was verified recently and is still live: answered from the cache alone.
-
-    A throttled caller keeps being served for such credentials, so valid
-    traffic is not touched while guesses are refused.
-    """
-    from auth_service.domain.keys.manager import CredentialManager
-
-    def check(token: str) -> bool:
-        if not token or len(token) > MAX_CREDENTIAL_LEN:
-            return False
-        entry = manager.cache.get(manager.pepper.digest(token))
-        if entry is None:
-            return False
-        try:
-            CredentialManager._check_live(entry, time.time())
-        except AuthError:
-            return False
-        return True
-
-    return check
-
-
-_THROTTLED_MEMO_MAX = 1024
-_throttled_memo: dict[tuple[str, int], grpc.Status] = {}
-
-
-def throttled_status(error: TooManyFailures) -> grpc.Status:
-    """The status of a throttled call, with a RetryInfo of ``error.retry_after`` rounded up to the
-    next 10 ms; one object per scope and delay, since a flood is refused many times over."""
-    centis = max(1, math.ceil(error.retry_after * 100))
-    key = (error.metadata.get("scope", ""), centis)
-    status = _throttled_memo.get(key)
-    if status is None:
-        proto = rpc.status_for(error)
-        retry = any_pb2.Any()
-        retry.Pack(
-            error_details_pb2.RetryInfo(
-                retry_delay=duration_pb2.Duration(seconds=centis // 100, nanos=(centis % 100) * 10_000_000)
-            )
-        )
-        proto.details.append(retry)
-        status = rpc_status.to_status(proto)
-        if len(_throttled_memo) >= _THROTTLED_MEMO_MAX:
-            _throttled_memo.clear()
-        _throttled_memo[key] = status
-    return status
-
-
-def abort_throttled(context: grpc.ServicerContext, error: TooManyFailures):
-    context.abort_with_status(throttled_status(error))
 
 
 class CallGate(grpc.ServerInterceptor):
@@ -223,11 +141,11 @@ class CallGate(grpc.ServerInterceptor):
     def _key_identity(self, context) -> str | None:
         if self.resolve_admin is None:
             return None
-        bearer = rpc._bearer(context)
-        if not bearer:
+        token = bearer(context)
+        if not token:
             return None
         try:
-            principal = self.resolve_admin(bearer)
+            principal = self.resolve_admin(token)
         except AuthError:
             return None
         return KEY_PREFIX + principal.key_id
@@ -252,7 +170,7 @@ class CallGate(grpc.ServerInterceptor):
                     )
                 except Exception:
                     log.warning("could not write the audit event of a policy refusal", exc_info=True)
-        return rpc.abort(context, CallerNotAllowed(identity, group))
+        return abort(context, CallerNotAllowed(identity, group))
 
     # -- the wrapper -----------------------------------------------------------
 
@@ -290,13 +208,13 @@ class CallGate(grpc.ServerInterceptor):
                 return getattr(request, credential_field, "") or ""
             if envoy_check:
                 return envoy.credential_of(request)
-            return rpc._bearer(context) or ""
+            return bearer(context) or ""
 
         def presented_key_id(request, context) -> str:
             return key_id_of(presented(request, context))
 
         # A handler registered without a response serializer may end a call by setting its status and
-        # returning None (see rpc.refuse): throttled refusals of such a method are returned too.
+        # returning None (see status.refuse): throttled refusals of such a method are returned too.
         returns_refusals = handler.response_serializer is None
 
         def refuse(context, scope: str, wait: float):
@@ -306,7 +224,7 @@ class CallGate(grpc.ServerInterceptor):
             if envoy_check:
                 return envoy.throttled(wait)
             if returns_refusals:
-                return rpc.set_status(context, throttled_status(TooManyFailures(scope, wait)))
+                return set_status(context, throttled_status(TooManyFailures(scope, wait)))
             return abort_throttled(context, TooManyFailures(scope, wait))
 
         charges_callers, bucket_of = throttle.charges_callers, throttle.bucket_of
@@ -353,7 +271,7 @@ class CallGate(grpc.ServerInterceptor):
                         if throttled and context.code() is unauthenticated:
                             count_failure(context, identity)
                         raise
-                    # ... or returned with the status set on the call (rpc.refuse), or (Check) in the response.
+                    # ... or returned with the status set on the call (status.refuse), or (Check) in the response.
                     if throttled:
                         if result is None and context.code() is unauthenticated:
                             count_failure(context, identity)

@@ -70,7 +70,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from auth_service.app.config import ConfigError
+from auth_service.domain.errors import ConfigError
 
 VERIFY = "verify"
 ADMIN = "admin"

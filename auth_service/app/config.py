@@ -57,6 +57,7 @@ from auth_service.domain.crypto import (
     ensure_dev_key_file,
     read_secret_file,
 )
+from auth_service.domain.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,6 @@ ENV_PREFIX = "WOES_AUTH_"
 DEV_PEPPER_FILE = "dev-pepper"
 PEPPER_VARIABLES = "WOES_AUTH_PEPPER or WOES_AUTH_PEPPER_FILE"
 KEK_VARIABLES = "WOES_AUTH_KEK, WOES_AUTH_KEK_FILE or WOES_AUTH_KEK_PASSPHRASE"
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message says what to change (never key material)."""
 
 
 def _env(name: str, default: str = "") -> str:

@@ -1,16 +1,12 @@
-"""Server wiring: the gRPC server, health, reflection, background threads, signals, workers."""
+"""One serving process: its gRPC server, health, reflection, background threads, and how it stops."""
 
 from __future__ import annotations
 
 import gc
 import json
 import logging
-import os
-import signal
-import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,35 +14,25 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from sqlalchemy.engine import make_url
 from woes.auth.v1 import auth_service_pb2
 
 from auth_service.api import envoy
-from auth_service.api import keys as rpc
-from auth_service.api.gate import CallGate, cached_and_live
+from auth_service.api.gate import CallGate
 from auth_service.api.policy import load_policy
+from auth_service.api.service import SERVICE_NAME, AuthServicer, add_to_server
 from auth_service.api.throttle import Throttle
 from auth_service.api.tls import TlsFiles, server_credentials
-from auth_service.app.config import (
-    ConfigError,
-    Settings,
-    is_loopback,
-    load_pepper,
-    log_key_source,
-    parse_rate,
-    split_listen,
-)
-from auth_service.app.services import ModelServices, build_model, load_ring
+from auth_service.app.config import Settings, parse_rate, split_listen
+from auth_service.app.services import Services, build_services, credential_manager
 from auth_service.cache.verified import VerifiedCache
 from auth_service.domain.crypto import Pepper
-from auth_service.domain.errors import StoreUnavailable
+from auth_service.domain.errors import ConfigError
 from auth_service.domain.keys.manager import CredentialManager
+from auth_service.domain.ports import KeyStore
 from auth_service.ops import stats
 from auth_service.ops.metrics import Metrics
-from auth_service.ops.stats import STATS_HOST, StatsEndpoint
-from auth_service.store import CredentialStore, SqlStore
-from auth_service.store.migrate import SchemaNotCurrent
-from auth_service.store.model_tables import ModelStore
+from auth_service.ops.stats import StatsEndpoint
+from auth_service.store import SqlDatabase, SqlStore
 from auth_service.sync.feed import ChangeFeedFollower
 from auth_service.sync.usage import UsageRecorder
 
@@ -72,7 +58,7 @@ class Runtime:
     """One serving process: its store, manager, background threads and gRPC server."""
 
     settings: Settings
-    store: CredentialStore
+    store: KeyStore
     manager: CredentialManager
     feed: ChangeFeedFollower
     usage: UsageRecorder
@@ -80,8 +66,8 @@ class Runtime:
     health: health.HealthServicer
     port: int
     stopped: threading.Event = field(default_factory=threading.Event)
-    model: ModelServices | None = None
-    servicer: rpc.AuthServicer | None = None
+    services: Services | None = None
+    servicer: AuthServicer | None = None
     worker: int | None = None
     started_at: float = field(default_factory=time.monotonic)
     stats_endpoint: StatsEndpoint | None = None
@@ -105,8 +91,8 @@ class Runtime:
             self.metrics.stop()
         self.feed.stop()
         self.usage.stop()
-        if self.model is not None:
-            self.model.stop()
+        if self.services is not None:
+            self.services.stop()
         if self.stats_endpoint is not None:
             self.stats_endpoint.stop()
         log.info("counters at stop: %s", json.dumps(stats.snapshot(self), sort_keys=True))
@@ -162,9 +148,7 @@ def new_grpc_server(
     )
 
 
-def build(
-    settings: Settings, pepper: Pepper, store: CredentialStore | None = None, worker: int | None = None
-) -> Runtime:
+def build(settings: Settings, pepper: Pepper, store: KeyStore | None = None, worker: int | None = None) -> Runtime:
     """Create (but do not start) a serving process bound to ``settings.listen``."""
     store = store or SqlStore(settings.resolved_database_url())
     cache = VerifiedCache(
@@ -175,7 +159,7 @@ def build(
         memo_refusals=settings.refusal_memo_size,
     )
     usage = UsageRecorder(store, interval=settings.usage_flush)
-    manager = CredentialManager(store, pepper, cache, usage, outage_window=settings.outage_window)
+    manager = credential_manager(store, pepper, cache, usage, outage_window=settings.outage_window)
 
     def on_change(key_id: str, change: str) -> None:
         # An "issued" change only matters to the negative cache: a verified entry of the same key is
@@ -198,14 +182,14 @@ def build(
         audit=store.write_audit,
         metrics=metrics,
         access_log_enabled=settings.access_log,
-        known_good=cached_and_live(manager),
+        known_good=manager.cached_and_live,
     )
     # The gate wraps each handler once, at registration: as a server interceptor it would run on
     # every call, in the polling thread every call of the process goes through.
     server = new_grpc_server((), settings.max_concurrent_streams, settings.max_concurrent_rpcs, settings.threads)
-    model = build_model(settings, manager, store) if isinstance(store, SqlStore) else None
-    servicer = rpc.AuthServicer(manager, model)
-    rpc.add_to_server(servicer, server, gate)
+    services = build_services(settings, manager, store) if isinstance(store, SqlDatabase) else None
+    servicer = AuthServicer(manager, services)
+    add_to_server(servicer, server, gate)
     envoy.add_to_server(envoy.AuthorizationServicer(manager, servicer.count_failure), server, gate)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -245,7 +229,7 @@ def build(
         gate=gate,
         metrics=metrics,
         metrics_listen=metrics_listen,
-        model=model,
+        services=services,
         servicer=servicer,
     )
 
@@ -253,8 +237,8 @@ def build(
 def start(runtime: Runtime) -> Runtime:
     runtime.feed.start()
     runtime.usage.start()
-    if runtime.model is not None:
-        runtime.model.start()
+    if runtime.services is not None:
+        runtime.services.start()
     runtime.server.start()
     if runtime.metrics is not None and runtime.metrics_listen is not None:
         try:
@@ -262,7 +246,7 @@ def start(runtime: Runtime) -> Runtime:
         except OSError as exc:
             runtime.server.stop(0)
             raise ConfigError(f"cannot serve metrics on {runtime.metrics_listen}: {exc.strerror}") from None
-    for name in ("", rpc.SERVICE_NAME):
+    for name in ("", SERVICE_NAME):
         runtime.health.set(name, health_pb2.HealthCheckResponse.SERVING)
     threading.Thread(target=_watch_health, args=(runtime,), name="woes-auth-health", daemon=True).start()
     return runtime
@@ -283,160 +267,5 @@ def _watch_health(runtime: Runtime, every: float = 0.5) -> None:
             log.warning("health SERVING again: the credential store is reachable")
         else:
             log.error("health NOT_SERVING: the credential store has been unreachable past the outage window")
-        for name in ("", rpc.SERVICE_NAME):
+        for name in ("", SERVICE_NAME):
             runtime.health.set(name, status)
-
-
-def _safe_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def serve_one(settings: Settings, pepper: Pepper, worker: int | None = None) -> int:
-    """Serve in this process until SIGTERM or SIGINT; returns the exit code."""
-    stop_requested = threading.Event()
-
-    def on_signal(signum, _frame):
-        log.info("received %s: shutting down", signal.Signals(signum).name)
-        stop_requested.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    # The schema was checked by serve() before any worker existed: never create it here.
-    runtime = build(settings, pepper, SqlStore(settings.resolved_database_url(), create_schema=False), worker=worker)
-    runtime.worker = worker
-    tune_gc()
-    start(runtime)
-    if settings.stats_port:
-        runtime.stats_endpoint = StatsEndpoint(runtime, settings.stats_port + (worker or 0)).start()
-        log.info("stats on http://%s:%d/stats", STATS_HOST, runtime.stats_endpoint.port)
-    host, _ = split_listen(settings.listen)
-    if settings.tls_enabled:
-        mode = "mTLS: client certificates signed by the client CA required"
-    elif is_loopback(host):
-        mode = "plaintext on loopback only; set WOES_AUTH_TLS_CERT/_KEY/_CLIENT_CA for mTLS"
-    else:
-        mode = "PLAINTEXT on a non-loopback address (allowed explicitly): put a TLS-terminating proxy in front"
-    log.info(
-        "serving woes.auth.v1.AuthService on %s:%d (%s)%s",
-        host,
-        runtime.port,
-        mode,
-        "" if worker is None else f" worker {worker}",
-    )
-    if runtime.gate is not None:
-        log.info("caller %s", runtime.gate.policy.describe())
-    if runtime.metrics is not None:
-        log.info("metrics on http://%s:%d/metrics", runtime.metrics_listen[0], runtime.metrics.port)
-    while not stop_requested.wait(0.5):
-        pass
-    runtime.stop()
-    log.info("stopped")
-    return 0
-
-
-def serve(settings: Settings) -> int:
-    settings.validate()
-    settings.require_keys()  # every missing key named at once, before any development key is made
-    pepper, note = load_pepper(settings, create=True)
-    log_key_source(note, log)
-    # Check the schema once, before any worker exists (and before any gRPC object: fork safety).
-    check_schema(settings.resolved_database_url())
-    schema_store = SqlStore(settings.resolved_database_url(), create_schema=False)
-    try:
-        _kek_ring, kek_note = load_ring(settings, ModelStore(schema_store), create=True)
-    finally:
-        schema_store.close()
-    log_key_source(kek_note, log)
-    log.info("database %s", _safe_url(settings.resolved_database_url()))
-    workers = settings.effective_workers()
-    if workers == 1:
-        return serve_one(settings, pepper)
-    _, port = split_listen(settings.listen)
-    if port == 0:
-        raise ConfigError("several workers need a fixed port (they share it with SO_REUSEPORT)")
-    return _supervise(settings, pepper, workers)
-
-
-def check_schema(url: str) -> None:
-    """Refuse to start on a schema older than the code (naming ``woes-auth db upgrade``); a new,
-    empty embedded SQLite database gets its schema created (see :func:`auth_service.store.migrate.prepare`)."""
-    store = SqlStore(url, create_schema=False)
-    try:
-        store.prepare_schema()
-    except SchemaNotCurrent as exc:
-        raise ConfigError(str(exc)) from None
-    except StoreUnavailable:
-        raise ConfigError(f"cannot reach the database {_safe_url(url)}; check WOES_AUTH_DATABASE_URL") from None
-    finally:
-        store.close()
-
-
-def _supervise(settings: Settings, pepper: Pepper, workers: int) -> int:
-    return supervise(workers, lambda index: serve_one(settings, pepper, worker=index))
-
-
-def supervise(workers: int, serve_worker: Callable[[int], int]) -> int:
-    """Fork ``workers`` processes running ``serve_worker(index)``; restart any that dies; stop all on SIGTERM.
-
-    ``serve_worker`` must create its gRPC objects itself (after the fork) and
-    return its exit code when it receives SIGTERM.
-    """
-    children: dict[int, int] = {}
-    stopping = threading.Event()
-
-    def spawn(index: int) -> None:
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                code = serve_worker(index)
-            except Exception:
-                log.exception("worker %d failed", index)
-            finally:
-                logging.shutdown()
-                os._exit(code)
-        children[pid] = index
-
-    def on_signal(signum, _frame):
-        stopping.set()
-        for pid in list(children):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    log.info("starting %d workers", workers)
-    for index in range(workers):
-        spawn(index)
-    exit_code = 0
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        index = children.pop(pid, None)
-        if index is None:
-            continue
-        code = os.waitstatus_to_exitcode(status)
-        if stopping.is_set():
-            if code != 0:
-                exit_code = 1
-            continue
-        log.error("worker %d exited with %d; restarting it", index, code)
-        time.sleep(1)
-        if not stopping.is_set():
-            spawn(index)
-    return exit_code
-
-
-def main_serve(settings: Settings) -> int:
-    try:
-        return serve(settings)
-    except ConfigError as exc:
-        log.error("cannot start: %s", exc)
-        print(f"woes-auth: {exc}", file=sys.stderr)
-        return 2

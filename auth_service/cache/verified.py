@@ -7,7 +7,7 @@
   exists, by digest when the key exists but the secret does not match, and every
   refused digest by digest, so that a repeat is answered before the credential
   is even parsed. These negative maps are kept in two generations
-  (see :class:`_Negatives`): no expiry time per entry, no per-entry order to
+  (see :class:`Negatives`): no expiry time per entry, no per-entry order to
   keep, one lookup for a repeated digest.
 * What the store said of a key id is remembered too (:meth:`VerifiedCache.record_of`): the
   verified entry of its real credential, or, for a key whose real credential has not been seen
@@ -26,251 +26,20 @@
 
 from __future__ import annotations
 
-import hashlib
-import math
 import random
-import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
-from itertools import islice
 
 from auth_service.cache.counters import ThreadCounters
-from auth_service.domain.keys.records import KeyRecord, StoredState
-from auth_service.domain.scopes import ALL_SCOPES, effective
-from auth_service.domain.tokens import KeyKind
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a verified credential speaks for."""
-
-    key_id: str
-    workspace_id: str
-    kind: KeyKind
-    scopes: tuple[str, ...]
-    expire_time: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class CachedKey:
-    """What the hot path needs of a verified key; no secret, no digest."""
-
-    key_id: str
-    kind: KeyKind
-    workspace_id: str
-    stored_state: StoredState
-    valid_until: float | None  # epoch seconds; for a rotated key the end of its grace
-    effective_scopes: frozenset[str]
-    allowed_origins: frozenset[str]
-    principal: Principal
-    cached_at: float  # monotonic
-    # For the hot path, which grants a call from the cache alone with as few steps as it can:
-    # until when (epoch seconds) the entry may grant Authenticate at all (0 for a revoked key or
-    # a key of another kind), and which requested scopes it grants (its effective scopes that are
-    # also registered, so that within them means known too).
-    grants_until: float = 0.0
-    grantable: frozenset[str] = frozenset()
-    # What the transport answers a grant of this entry with, prepared once when the entry is made
-    # (``answer_of(principal)``; opaque here): held by the entry, it lives and goes with it.
-    answer: object = None
-
-    @classmethod
-    def from_record(
-        cls, record: KeyRecord, now_monotonic: float, answer_of: Callable[[Principal], object] | None = None
-    ) -> CachedKey:
-        until = record.valid_until()
-        workspace_id = _shared(record.workspace_id)
-        scopes = _shared(tuple(record.scopes))
-        valid_until = until.timestamp() if until is not None else None
-        grants = record.kind is KeyKind.SERVER and record.stored_state is not StoredState.REVOKED
-        effective_scopes = _shared(("effective", scopes), lambda: effective(scopes))
-        principal = Principal(record.key_id, workspace_id, record.kind, scopes, until)
-        return cls(
-            key_id=record.key_id,
-            kind=record.kind,
-            workspace_id=workspace_id,
-            stored_state=record.stored_state,
-            valid_until=valid_until,
-            effective_scopes=effective_scopes,
-            allowed_origins=_shared(
-                ("origins", tuple(record.allowed_origins)), lambda: frozenset(record.allowed_origins)
-            ),
-            principal=principal,
-            cached_at=now_monotonic,
-            grants_until=(math.inf if valid_until is None else valid_until) if grants else 0.0,
-            grantable=_shared(("grantable", scopes), lambda: effective_scopes & ALL_SCOPES),
-            answer=answer_of(principal) if answer_of is not None and grants else None,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class KnownRecord:
-    """What the store said of a key id, enough to check any credential naming it without the store:
-    its kind, the pepper its digest is under (``None``: the primary pepper, and ``digest`` is the
-    digest of the credential that verified), the digest, and the entry a match is granted from."""
-
-    kind: KeyKind
-    pepper_id: str | None
-    digest: bytes
-    entry: CachedKey
-
-
-# Many keys share a workspace, a scope set, an origin list: keep one copy of
-# each immutable value instead of one per cached key (a third of the memory of
-# a large cache). Bounded: when full it starts again (values are immutable, so
-# a forgotten one merely stops being shared).
-_SHARED_MAX = 50_000
-_shared_values: dict = {}
-
-
-def _shared(key, make=None):
-    value = _shared_values.get(key)
-    if value is None:
-        value = key if make is None else make()
-        if len(_shared_values) >= _SHARED_MAX:
-            _shared_values.clear()
-        _shared_values[key] = value
-    return value
-
+from auth_service.cache.memo import GrantMemo
+from auth_service.cache.negative import WRONG_SECRET, Negatives
+from auth_service.domain.keys.records import CachedKey, KnownRecord
 
 # Expiry spread of verified entries, as a fraction of the TTL (see VerifiedCache.stamp).
 TTL_SPREAD = 0.2
-
-
-# The value of a negative digest entry whose key exists but whose secret did not match (key ids
-# are never empty): such a digest is refused whatever becomes of the key id.
-_WRONG_SECRET = ""
-
-
-class _Negatives:
-    """One generation of the negative maps: key ids that do not exist, and refused digests (->
-    the key id they named, or ``_WRONG_SECRET``). The cache keeps the current generation and the
-    one before it and replaces both references at once (readers take one object and see one
-    consistent pair); a generation's contents change only under the cache's lock."""
-
-    __slots__ = ("started", "key_ids", "digests", "prev_started", "prev_key_ids", "prev_digests")
-
-    def __init__(self, started: float, previous: _Negatives | None = None):
-        self.started = started
-        self.key_ids: set[str] = set()
-        self.digests: dict[bytes, str] = {}
-        if previous is None:
-            self.prev_started = started
-            self.prev_key_ids: set[str] = set()
-            self.prev_digests: dict[bytes, str] = {}
-        else:
-            self.prev_started = previous.started
-            self.prev_key_ids = previous.key_ids
-            self.prev_digests = previous.digests
-
-    def __len__(self) -> int:
-        return len(self.key_ids) + len(self.prev_key_ids) + len(self.digests) + len(self.prev_digests)
-
-
-def _drop_oldest(records: dict, bound: int) -> None:
-    """Bring ``records`` (oldest first) back under ``bound``, dropping a sixteenth of it at once: a
-    dict's first key is found by walking past the slots of deleted ones, so dropping one key per
-    insertion would walk further each time; in batches each slot is walked past once."""
-    for key in list(islice(records, len(records) - bound + max(1, bound // 16))):
-        del records[key]
-
-
-class GrantMemo:
-    """Answers of the hot path, by a fingerprint of the request that earned them.
-
-    A grant depends on the request's credential, required scopes and caller only, and those are a
-    function of the request's bytes. So a call whose bytes are those of a call granted before may
-    be granted again from what that grant found: the digest of its credential, the verified entry
-    that granted it and its caller (for the usage record), without decoding the request or hashing
-    its credential again. The memo decides nothing itself: a repeat is granted only while the very
-    same entry object is in the verified cache (an invalidation, an eviction or a reload replaces
-    or removes it, and then the memo's record counts for nothing), within its TTL and validity,
-    the change feed fresh; see :meth:`auth_service.credentials.CredentialManager.probe_wire`.
-
-    Refusals of the negative cache are remembered the same way, apart: the digest of the refused
-    credential and the key id it names (what a refusal is charged to). A repeat is refused from
-    them only while the negative cache still refuses that digest and the verified cache does not
-    hold it, exactly the probe's own rule: issuing the key id, an invalidation or the negative
-    entry's age makes the record count for nothing. This is the path of a flood of made-up
-    credentials: no decoding, no HMAC.
-
-    The fingerprint is BLAKE2b-256 keyed with a random key made when the process starts: a
-    keyed hash, so that nobody can make two requests collide without the key, and so that the
-    memo holds no credential (not even the peppered digest of the request). Nothing of it is
-    stored or shared. Bounded in entries, grants and refusals each on their own (a flood's
-    refusals never push a grant out): past ``max_entries`` grants (``max_refusals`` refusals) the
-    oldest records go, a sixteenth of the bound at a time (a caller varying its requests can only push records out, which sends
-    those calls the long way).
-    """
-
-    def __init__(self, max_entries: int = 100_000, max_refusals: int | None = None):
-        max_refusals = max_entries if max_refusals is None else max_refusals
-        if max_entries < 1 or max_refusals < 1:
-            raise ValueError("the grant memo's sizes must be at least 1")
-        self.max_entries = max_entries
-        self.max_refusals = max_refusals
-        self._hasher = hashlib.blake2b(key=secrets.token_bytes(32), digest_size=32)
-        self._records: dict[bytes, tuple[bytes, CachedKey, str]] = {}
-        self._refusals: dict[bytes, tuple[bytes, str]] = {}
-        self._lock = threading.Lock()
-
-    def fingerprint(self, wire: bytes) -> bytes:
-        """The keyed hash of ``wire`` (a request's bytes) that records are kept under."""
-        hasher = self._hasher.copy()
-        hasher.update(wire)
-        return hasher.digest()
-
-    def hot_path(
-        self,
-    ) -> tuple[
-        Callable[[], object],
-        Callable[[bytes], tuple[bytes, CachedKey, str] | None],
-        Callable[[bytes], tuple[bytes, str] | None],
-    ]:
-        """``(new_hasher, lookup, lookup_refusal)`` for the hot path to bind once: ``new_hasher()``
-        is a copy of the keyed hash's prepared state (``update(wire)``, then ``digest()`` is the
-        fingerprint), ``lookup(fingerprint)`` the grant's record (digest, entry, caller) or
-        ``None``, ``lookup_refusal(fingerprint)`` the refusal's (digest, key id) or ``None``.
-        C methods all."""
-        return self._hasher.copy, self._records.get, self._refusals.get
-
-    def remember(self, fingerprint: bytes, digest: bytes, entry: CachedKey, caller: str) -> None:
-        """Record that the request of ``fingerprint`` was granted by ``entry`` (cached under ``digest``)."""
-        records = self._records
-        caller = _shared(caller)  # a few callers make most calls: one string each, not one per record
-        with self._lock:
-            records.pop(fingerprint, None)  # re-inserted last: the oldest record is the first
-            records[fingerprint] = (digest, entry, caller)
-            if len(records) > self.max_entries:
-                _drop_oldest(records, self.max_entries)
-
-    def remember_refusal(self, fingerprint: bytes, digest: bytes, key_id: str) -> None:
-        """Record that the request of ``fingerprint`` was refused by the negative cache, which holds
-        ``digest`` (its credential's); ``key_id``: the key id the credential names."""
-        refusals = self._refusals
-        with self._lock:
-            refusals.pop(fingerprint, None)
-            refusals[fingerprint] = (digest, key_id)
-            if len(refusals) > self.max_refusals:
-                _drop_oldest(refusals, self.max_refusals)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._records.clear()
-            self._refusals.clear()
-
-    def __len__(self) -> int:
-        """Grant records held (see :meth:`refusals`)."""
-        return len(self._records)
-
-    def refusals(self) -> int:
-        """Refusal records held."""
-        return len(self._refusals)
 
 
 class VerifiedCache:
@@ -304,7 +73,7 @@ class VerifiedCache:
         self._neg_half = negative_ttl / 2
         self._neg_cap = max(1, negative_max_entries // 2)
         self._neg_keeps_previous = 2 * self._neg_cap <= negative_max_entries
-        self._neg = _Negatives(time.monotonic())
+        self._neg = Negatives(time.monotonic())
         self._generation = 0
         self._invalidated_at: dict[str, int] = {}
         self._invalidation_floor = 0
@@ -460,22 +229,22 @@ class VerifiedCache:
 
     # -- negative ---------------------------------------------------------
 
-    def _next_negatives(self, neg: _Negatives, now: float) -> _Negatives:
+    def _next_negatives(self, neg: Negatives, now: float) -> Negatives:
         keep = self._neg_keeps_previous and now - neg.started < self.negative_ttl
-        return _Negatives(now, neg if keep else None)
+        return Negatives(now, neg if keep else None)
 
-    def _remembers_key_id(self, neg: _Negatives, key_id: str, now: float) -> bool:
+    def _remembers_key_id(self, neg: Negatives, key_id: str, now: float) -> bool:
         return key_id in neg.key_ids or (key_id in neg.prev_key_ids and now - neg.prev_started < self.negative_ttl)
 
-    def _refused_digest(self, neg: _Negatives, digest: bytes, now: float) -> str | None:
-        """The key id a refused ``digest`` named (``_WRONG_SECRET`` for a secret that did not
+    def _refused_digest(self, neg: Negatives, digest: bytes, now: float) -> str | None:
+        """The key id a refused ``digest`` named (``WRONG_SECRET`` for a secret that did not
         match), or ``None``; a digest of an unknown key id only while that key id is remembered."""
         key_id = neg.digests.get(digest)
         if key_id is None:
             key_id = neg.prev_digests.get(digest)
             if key_id is None or now - neg.prev_started >= self.negative_ttl:
                 return None
-        if key_id is not _WRONG_SECRET and not self._remembers_key_id(neg, key_id, now):
+        if key_id is not WRONG_SECRET and not self._remembers_key_id(neg, key_id, now):
             return None
         return key_id
 
@@ -495,7 +264,7 @@ class VerifiedCache:
         with self._lock:
             return self._refused_digest(self._negatives_locked(now), digest, now) is not None
 
-    def _negatives_locked(self, now: float) -> _Negatives:
+    def _negatives_locked(self, now: float) -> Negatives:
         """The current generation, turned over first if it is older than half the negative TTL (for
         a caller holding the lock; :meth:`is_unknown_digest` reads it without and locks to turn over)."""
         neg = self._neg
@@ -524,7 +293,7 @@ class VerifiedCache:
             key_id = neg.prev_digests.get(digest)
             if key_id is None or now - neg.prev_started >= self.negative_ttl:
                 return False
-        if key_id is not _WRONG_SECRET and not (
+        if key_id is not WRONG_SECRET and not (
             key_id in neg.key_ids or (key_id in neg.prev_key_ids and now - neg.prev_started < self.negative_ttl)
         ):
             return False
@@ -555,7 +324,7 @@ class VerifiedCache:
                 if digest is not None:
                     neg.digests[digest] = unknown_key_id
             elif digest is not None:
-                neg.digests[digest] = _WRONG_SECRET
+                neg.digests[digest] = WRONG_SECRET
 
     def _forget_key_id(self, key_id: str) -> None:
         neg = self._neg
@@ -599,7 +368,7 @@ class VerifiedCache:
             self._entries.clear()
             self._digest_by_key.clear()
             self._key_records.clear()
-            self._neg = _Negatives(time.monotonic())
+            self._neg = Negatives(time.monotonic())
         self.memo.clear()
 
     def __len__(self) -> int:

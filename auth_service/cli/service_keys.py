@@ -5,7 +5,7 @@
     woes-auth service-keys rotate KEY_ID [--grace-seconds N]
 
 Admin and internal credentials are made, listed with their permissions and rotated
-here only, never through the API (see :mod:`auth_service.service_keys`). A new
+here only, never through the API (see :mod:`auth_service.domain.keys.service_keys`). A new
 credential is printed once, alone on the last line of stdout; the log on stderr
 names its key id only.
 """
@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from datetime import timedelta
 
 from auth_service.app.config import load_pepper, log_key_source
+from auth_service.cli.shared import add_storage_flags, log, settings_from
 from auth_service.domain import permissions as permission_registry
 from auth_service.ops import logs
-
-log = logging.getLogger("auth_service.cli")
 
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 
@@ -42,12 +40,11 @@ def _open(args: argparse.Namespace, *, with_pepper: bool, create_pepper: bool = 
     """(store, manager or None) of the configured database, whose schema must be current. A
     development pepper is made only with ``create_pepper`` (a new credential); a rotation needs the
     pepper its keys were made with."""
-    from auth_service.app.runtime import check_schema
-    from auth_service.cli.main import _settings
-    from auth_service.domain.keys.manager import CredentialManager
+    from auth_service.app.process import check_schema
+    from auth_service.app.services import credential_manager
     from auth_service.store import SqlStore
 
-    settings = _settings(args)
+    settings = settings_from(args)
     logs.setup(settings.log_level)
     pepper = None
     if with_pepper:
@@ -56,7 +53,7 @@ def _open(args: argparse.Namespace, *, with_pepper: bool, create_pepper: bool = 
     url = settings.resolved_database_url()
     check_schema(url)
     store = SqlStore(url, create_schema=False)
-    return store, (CredentialManager(store, pepper) if pepper is not None else None)
+    return store, (credential_manager(store, pepper) if pepper is not None else None)
 
 
 def _print_new_secret(secret: str) -> None:
@@ -143,7 +140,7 @@ def cmd_service_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_service_key_commands(sub, add_storage_flags) -> None:
+def add_commands(sub) -> None:
     known = ", ".join(sorted(permission_registry.RPC_OF))
     boot = sub.add_parser(
         "bootstrap-internal",

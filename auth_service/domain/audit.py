@@ -1,15 +1,9 @@
-"""The audit trail: listing it, and counting failed authentications.
+"""The audit trail: what an audit row is, and listing it.
 
-Every state change writes its audit event in the same transaction as the
-change (see the stores). Failed authentications are different: an attacker
-controls how many there are, so they are never written one row each. The
-:class:`FailureCounter` counts them in memory per (RPC, key id, reason) and a
-background thread writes one aggregated ``auth.failures`` audit row per
-combination and flush interval. Failures that name no existing key (malformed
-or unknown credentials) all share the key id ``""``, and at most
-``max_keys`` distinct combinations are kept per interval (the rest are added
-to one overflow row), so a flood of made-up credentials costs a bounded
-number of rows per interval, whatever its rate.
+Every state change writes its audit event in the same transaction as the change (see the
+ports, :mod:`auth_service.domain.ports`). Failed authentications are counted in memory and
+written as aggregated rows instead (:mod:`auth_service.sync.failures`). An audit row never holds
+a secret.
 """
 
 from __future__ import annotations
@@ -19,17 +13,47 @@ import binascii
 import json
 import logging
 import re
-import threading
-import time
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from auth_service.domain import tokens
 from auth_service.domain.errors import Violations
-from auth_service.domain.keys.manager import WORKSPACE_ID_RE
-from auth_service.domain.keys.records import AuditEvent
-from auth_service.domain.records import StoredAuditEvent
-from auth_service.store.model_tables import ModelStore
-from auth_service.sync.usage import PeriodicFlush
+from auth_service.domain.keys.records import utcnow
+from auth_service.domain.validation import WORKSPACE_ID_RE
+
+if TYPE_CHECKING:
+    from auth_service.domain.ports import AuditStore
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One audit row: who did what to which key, and how it ended. Never a secret."""
+
+    action: str
+    actor: str
+    outcome: str
+    key_id: str = ""
+    workspace_id: str = ""
+    request_id: str = ""
+    detail: str = ""
+    time: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class StoredAuditEvent:
+    """An audit row as listed, with its id (the paging cursor)."""
+
+    id: int
+    time: datetime
+    actor: str
+    action: str
+    outcome: str
+    key_id: str
+    workspace_id: str
+    request_id: str
+    detail: str
+
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +63,7 @@ MAX_PAGE_SIZE = 1000
 
 
 class AuditLog:
-    def __init__(self, store: ModelStore):
+    def __init__(self, store: AuditStore):
         self.store = store
 
     def list(
@@ -89,10 +113,6 @@ class AuditLog:
         return rows, token
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
-
-
 def _encode(last_id: int, filt: list[str]) -> str:
     return base64.urlsafe_b64encode(json.dumps({"f": filt, "i": last_id}).encode()).decode().rstrip("=")
 
@@ -107,69 +127,3 @@ def _decode(token: str, filt: list[str]) -> int | None:
         return body["i"]
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
         return None
-
-
-class FailureCounter(PeriodicFlush):
-    """Failed authentications counted in memory, written as aggregated audit rows."""
-
-    what = "failed-authentication counts"
-    thread_name = "woes-auth-failures"
-
-    def __init__(self, store: ModelStore, interval: float = 60.0, max_keys: int = 1000):
-        super().__init__(interval)
-        self.store = store
-        self.max_keys = max_keys
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[str, str, str], list] = {}
-
-    def record(self, method: str, reason: str, key_id: str = "", workspace_id: str = "") -> None:
-        # Epoch seconds here (a flood records one failure per call), datetimes when written.
-        now = time.time()
-        if key_id and not tokens.is_key_id(key_id):
-            key_id = ""
-        with self._lock:
-            k = (method, key_id, reason)
-            entry = self._counts.get(k)
-            if entry is None:
-                if len(self._counts) >= self.max_keys:
-                    k = (method, "", "OVERFLOW")
-                    entry = self._counts.get(k)
-                if entry is None:
-                    self._counts[k] = [1, now, now, workspace_id]
-                    return
-            entry[0] += 1
-            entry[2] = now
-
-    def pending(self) -> int:
-        return len(self._counts)
-
-    def flush(self) -> int:
-        with self._lock:
-            counts, self._counts = self._counts, {}
-        if not counts:
-            return 0
-        events = [
-            AuditEvent(
-                action="auth.failures",
-                actor=f"caller:{method}",
-                outcome=reason,
-                key_id=key_id,
-                workspace_id=workspace_id,
-                detail=f"count={n} first={_iso(first)} last={_iso(last)}",
-                time=datetime.fromtimestamp(last, UTC),
-            )
-            for (method, key_id, reason), (n, first, last, workspace_id) in counts.items()
-        ]
-        try:
-            self.store.write_audit_many(events)
-        except Exception:
-            with self._lock:
-                for k, (n, first, last, ws) in counts.items():
-                    entry = self._counts.get(k)
-                    if entry is None:
-                        self._counts[k] = [n, first, last, ws]
-                    else:
-                        entry[0] += n
-                        entry[1] = min(entry[1], first)
-            raise
-        return len(events)

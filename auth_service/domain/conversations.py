@@ -34,13 +34,16 @@ import hmac
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from auth_service.cache.verified import CachedKey
 from auth_service.domain import tokens
+from auth_service.domain.audit import AuditEvent
 from auth_service.domain.crypto import Pepper
 from auth_service.domain.errors import (
+    ConversationSecretInvalid,
+    ConversationSecretRevoked,
+    ConversationWorkspaceMismatch,
     CredentialKindNotAccepted,
     CredentialNotWidgetKey,
     CredentialUnknown,
@@ -49,16 +52,29 @@ from auth_service.domain.errors import (
     Violations,
 )
 from auth_service.domain.exposure import ExposureGuard
-from auth_service.domain.keys.manager import WORKSPACE_ID_RE, CredentialManager, _has_control_chars, normalize_origin
-from auth_service.domain.keys.records import AuditEvent, utcnow
-from auth_service.domain.records import SigningKey
-from auth_service.domain.service_errors import (
-    ConversationSecretInvalid,
-    ConversationSecretRevoked,
-    ConversationWorkspaceMismatch,
-)
+from auth_service.domain.keys.manager import CredentialManager
+from auth_service.domain.keys.records import CachedKey, utcnow
+from auth_service.domain.ports import ConversationStore
 from auth_service.domain.tokens import KeyKind
-from auth_service.store.model_tables import ModelStore
+from auth_service.domain.validation import WORKSPACE_ID_RE, has_control_chars, normalize_origin
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A workspace's conversation-history signing key. The MAC key is
+    ``HMAC(pepper[pepper_id], label || salt)``; the row alone derives nothing."""
+
+    key_id: str
+    workspace_id: str
+    pepper_id: str
+    salt: bytes = field(repr=False)
+    create_time: datetime
+    retire_time: datetime | None = None  # secrets under it verify until then; None while current
+    created_by: str = ""
+
+    def usable_at(self, now: datetime) -> bool:
+        return self.retire_time is None or now < self.retire_time
+
 
 CONVERSATION_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 KEY_LABEL = "woes-auth/conversation-history-key/v1:"
@@ -88,7 +104,7 @@ class VerifiedConversation:
 
 
 class ConversationSecrets:
-    def __init__(self, manager: CredentialManager, store: ModelStore, pepper: Pepper, exposure: ExposureGuard):
+    def __init__(self, manager: CredentialManager, store: ConversationStore, pepper: Pepper, exposure: ExposureGuard):
         self.manager = manager
         self.store = store
         self.pepper = pepper
@@ -118,14 +134,14 @@ class ConversationSecrets:
                 v = Violations()
                 v.add("origin", "not an origin of the form scheme://host[:port]")
                 v.raise_if_any()
-        cred = self.manager._parse(public_key)
+        cred = self.manager.parse(public_key)
         if cred.kind is not KeyKind.WIDGET:
             refusal = CredentialNotWidgetKey(
                 "public_key must be a widget public key", metadata={"kind": cred.kind.value}
             )
             raise self.exposure.check_browser_credential(public_key, where, refusal)
-        entry = self.manager._lookup(cred)
-        self.manager._check_live(entry, time.time())
+        entry = self.manager.lookup(cred)
+        self.manager.check_live(entry, time.time())
         if entry.allowed_origins and normalized not in entry.allowed_origins:
             raise OriginNotAllowed(
                 "the widget key is not allowed from this origin" if normalized else "the widget key requires an origin",
@@ -184,7 +200,7 @@ class ConversationSecrets:
             v.add("secret", "required: the conversation history secret (woes_cs_...)")
         v.raise_if_any()
         widget = self._widget(public_key, origin, where="VerifyConversationSecret")
-        cred = self.manager._parse(secret)
+        cred = self.manager.parse(secret)
         if cred.kind is not KeyKind.CONVERSATION:
             refusal = CredentialKindNotAccepted(
                 "secret must be a conversation history secret", metadata={"kind": cred.kind.value}
@@ -228,7 +244,7 @@ class ConversationSecrets:
         if not WORKSPACE_ID_RE.fullmatch(workspace_id):
             v.add("workspace_id", "required, 1 to 64 characters of A-Z a-z 0-9 _ -")
         self._check_conversation_id(conversation_id, v)
-        if len(reason) > MAX_REASON or _has_control_chars(reason):
+        if len(reason) > MAX_REASON or has_control_chars(reason):
             v.add("reason", f"at most {MAX_REASON} printable characters")
         v.raise_if_any()
         now = utcnow()

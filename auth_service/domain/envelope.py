@@ -49,7 +49,7 @@ from auth_service.domain.crypto import (
     ensure_dev_key_file,
     read_secret_file,
 )
-from auth_service.domain.service_errors import KeyEncryptionKeyMissing, TestCredentialUnreadable
+from auth_service.domain.errors import KeyEncryptionKeyMissing, TestCredentialUnreadable
 
 log = logging.getLogger(__name__)
 

@@ -191,3 +191,96 @@ class Violations:
     def raise_if_any(self) -> None:
         if self.items:
             raise InvalidArgument(self.items)
+
+
+# -- conversation secrets, test credentials, internal credentials ------------------
+
+
+class ConversationSecretInvalid(AuthError):
+    """The conversation secret does not open this conversation (or was forged)."""
+
+    category = Category.UNAUTHENTICATED
+    reason = "CONVERSATION_SECRET_INVALID"
+
+
+class ConversationSecretRevoked(AuthError):
+    """The secret was revoked: for its conversation, or by a rotation of the workspace's history key."""
+
+    category = Category.UNAUTHENTICATED
+    reason = "CONVERSATION_SECRET_REVOKED"
+
+
+class ConversationWorkspaceMismatch(AuthError):
+    """The secret belongs to another workspace than the widget key presented with it."""
+
+    category = Category.PERMISSION_DENIED
+    reason = "CONVERSATION_WORKSPACE_MISMATCH"
+
+
+class PermissionRequired(AuthError):
+    """The credential presented holds no internal permission named ``permission`` (metadata
+    ``permission``; ``kind`` too when the credential is no internal credential at all, e.g. an
+    admin credential, which never carries one)."""
+
+    category = Category.PERMISSION_DENIED
+    reason = "INTERNAL_PERMISSION_REQUIRED"
+
+    def __init__(self, permission: str, kind: str = ""):
+        metadata = {"permission": permission}
+        if kind:
+            metadata["kind"] = kind
+        super().__init__(
+            f"this RPC needs an internal credential (woes_ik_) holding the permission {permission!r}"
+            + (f"; a credential of kind {kind} holds none" if kind else ""),
+            metadata=metadata,
+        )
+
+
+class InternalCredentialRequired(AuthError):
+    """An internal RPC was called without ``authorization: Bearer <internal credential>``."""
+
+    category = Category.UNAUTHENTICATED
+    reason = "INTERNAL_CREDENTIAL_REQUIRED"
+
+
+class TestCredentialNotFound(AuthError):
+    category = Category.NOT_FOUND
+    reason = "TEST_CREDENTIAL_NOT_FOUND"
+
+    def __init__(self, credential_id: str):
+        super().__init__(f"no test credential has id {credential_id!r}", metadata={"credential_id": credential_id})
+
+
+class KeyEncryptionKeyMissing(AuthError):
+    """The key-encryption key that wrapped a record is not configured."""
+
+    category = Category.FAILED_PRECONDITION
+    reason = "KEK_NOT_CONFIGURED"
+
+
+class TestCredentialUnreadable(AuthError):
+    """The stored ciphertext failed authentication: tampered, or moved from another row."""
+
+    category = Category.INTERNAL
+    reason = "TEST_CREDENTIAL_UNREADABLE"
+
+
+# pytest would try to collect classes named Test*; these are not tests.
+TestCredentialNotFound.__test__ = False  # type: ignore[attr-defined]
+
+
+TestCredentialUnreadable.__test__ = False  # type: ignore[attr-defined]
+
+
+# pytest would try to collect classes named Test*; these are not tests.
+TestCredentialNotFound.__test__ = False  # type: ignore[attr-defined]
+TestCredentialUnreadable.__test__ = False  # type: ignore[attr-defined]
+
+
+# -- configuration ----------------------------------------------------------------
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to change (never key material).
+
+    Not an :class:`AuthError`: it stops a process or a command, it is never a call's answer."""

@@ -17,14 +17,38 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
+from datetime import datetime
 
 from auth_service.domain import tokens
+from auth_service.domain.audit import AuditEvent
 from auth_service.domain.errors import AuthError, CredentialUnknown, Violations
-from auth_service.domain.keys.manager import WORKSPACE_ID_RE, CredentialManager
-from auth_service.domain.keys.records import AuditEvent, StoredState, utcnow
-from auth_service.domain.records import Exposure, WorkspaceSettings
+from auth_service.domain.keys.manager import CredentialManager
+from auth_service.domain.keys.records import StoredState, utcnow
+from auth_service.domain.ports import ExposureStore
 from auth_service.domain.tokens import KeyKind
-from auth_service.store.model_tables import ModelStore
+from auth_service.domain.validation import WORKSPACE_ID_RE
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """A server key seen where only browser credentials belong."""
+
+    key_id: str
+    workspace_id: str
+    first_time: datetime
+    last_time: datetime
+    where: str
+    auto_revoked: bool = False
+
+
+@dataclass(frozen=True)
+class WorkspaceSettings:
+    workspace_id: str
+    auto_revoke_exposed: bool = False
+    update_time: datetime | None = None
+    updated_by: str = ""
+
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +56,7 @@ log = logging.getLogger(__name__)
 class WorkspacePolicy:
     """The small per-workspace settings store (admin RPCs Get/UpdateWorkspaceSettings)."""
 
-    def __init__(self, store: ModelStore):
+    def __init__(self, store: ExposureStore):
         self.store = store
 
     @staticmethod
@@ -65,7 +89,7 @@ class WorkspacePolicy:
 
 
 class ExposureGuard:
-    def __init__(self, manager: CredentialManager, store: ModelStore, policy: WorkspacePolicy):
+    def __init__(self, manager: CredentialManager, store: ExposureStore, policy: WorkspacePolicy):
         self.manager = manager
         self.store = store
         self.policy = policy
@@ -85,7 +109,7 @@ class ExposureGuard:
         if cred.kind is not KeyKind.SERVER:
             return refusal
         try:
-            entry = self.manager._lookup(cred)  # cached, constant-time; refuses made-up secrets
+            entry = self.manager.lookup(cred)  # cached, constant-time; refuses made-up secrets
         except CredentialUnknown:
             return refusal
         self._handle(entry.key_id, entry.workspace_id, entry.stored_state, where)

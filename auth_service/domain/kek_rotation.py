@@ -2,7 +2,7 @@
 
 A rotation makes one key the primary agreed in the database (after which every process
 seals new records under it and no write under another key commits, see
-:mod:`auth_service.store.kek_sql`), then re-wraps every record still under another key.
+:class:`auth_service.domain.ports.KekStore`), then re-wraps every record still under another key.
 It reports done only when, after that, no record is under another key.
 """
 
@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from auth_service.domain.envelope import KekRing
-from auth_service.domain.test_credentials import LabCredentials, RewrapReport
-from auth_service.store.model_tables import ModelStore
+from auth_service.domain.test_credentials import RewrapReport, TestCredentials
 
 ACTOR = "cli:kek-rotate"
 
@@ -58,8 +56,15 @@ class KekState:
         return out
 
 
-def kek_state(store: ModelStore, ring: KekRing) -> KekState:
-    return KekState(store.primary_kek_id(), ring.primary_id, tuple(ring.ids), store.count_test_credentials_by_kek())
+def kek_state(credentials: TestCredentials) -> KekState:
+    """Where the keys stand: the agreed primary, this ring's keys and the records under each key."""
+    ring = credentials.ring
+    return KekState(
+        credentials.keks.primary_kek_id(),
+        ring.primary_id,
+        tuple(ring.ids),
+        credentials.store.count_test_credentials_by_kek(),
+    )
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,7 @@ class Rotation:
 
 
 def rotate(
-    store: ModelStore,
-    ring: KekRing,
+    credentials: TestCredentials,
     *,
     add_key: Callable[[], str] | None,
     batch_size: int = 100,
@@ -84,7 +88,8 @@ def rotate(
     configuration); else a new key from ``add_key`` (which adds it to the KEK file and returns
     its id), or :class:`RotationRefused` when the keys come from the environment.
     """
-    state = kek_state(store, ring)
+    ring = credentials.ring
+    state = kek_state(credentials)
     notes: list[str] = []
     if state.pending:
         target = state.primary
@@ -106,6 +111,6 @@ def rotate(
             "add it to WOES_AUTH_KEK / WOES_AUTH_KEK_FILE (keep the older keys too), then run again"
         )
     if target != state.agreed:
-        store.set_primary_kek(target, ACTOR)
-    report = LabCredentials(store, ring).rewrap_all(ACTOR, batch_size, max_rows, kek_id=target)
+        credentials.keks.set_primary_kek(target, ACTOR)
+    report = credentials.rewrap_all(ACTOR, batch_size, max_rows, kek_id=target)
     return Rotation(target, tuple(notes), report)

@@ -1,18 +1,40 @@
-"""The storage driver interface. Storage knows nothing of protos or gRPC.
+"""The ports of the domain: one storage interface per aggregate, and what the rules need of the caches.
 
-Every method raises :class:`auth_service.errors.StoreUnavailable` when the
-database cannot be reached, and never anything that looks like an
-authentication failure.
+Storage knows nothing of protos or gRPC, and the domain knows nothing of SQL: the drivers in
+:mod:`auth_service.store` implement these interfaces. Every storage method raises
+:class:`auth_service.domain.errors.StoreUnavailable` when the database cannot be reached, and never
+anything that looks like an authentication failure. A method that changes state writes its audit
+event in the same transaction as the change.
+
+* :class:`KeyStore`: keys, their change feed, their usage counters and their audit rows.
+* :class:`AuditStore`: the audit trail as listed, and batches of audit rows.
+* :class:`ConversationStore`: conversation-history signing keys and per-conversation revocations.
+* :class:`TestCredentialStore`: sealed API test credentials.
+* :class:`KekStore`: the primary key-encryption key the deployment agreed on, and passphrase salts.
+* :class:`ExposureStore`: exposed server keys and the workspace settings that act on them.
+* :class:`KeyCache`, :class:`GrantMemo`, :class:`UsageSink`, :class:`FeedClock`: the in-process
+  state the verification rules read and feed (implemented in :mod:`auth_service.cache` and
+  :mod:`auth_service.sync`).
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
-from auth_service.domain.keys.records import AuditEvent, KeyRecord, UsageDelta
-from auth_service.domain.tokens import KeyKind
+if TYPE_CHECKING:
+    from collections import deque
+
+    from auth_service.domain.audit import AuditEvent, StoredAuditEvent
+    from auth_service.domain.conversations import SigningKey
+    from auth_service.domain.envelope import Sealed
+    from auth_service.domain.exposure import Exposure, WorkspaceSettings
+    from auth_service.domain.keys.records import CachedKey, KeyRecord, KnownRecord, UsageDelta
+    from auth_service.domain.test_credentials import TestCredentialRecord
+    from auth_service.domain.tokens import KeyKind
 
 
 @dataclass(frozen=True)
@@ -40,7 +62,9 @@ class RotateConflict(Exception):
         self.current = current
 
 
-class CredentialStore(abc.ABC):
+class KeyStore(abc.ABC):
+    """Keys, their change feed, their usage counters and their audit rows."""
+
     @abc.abstractmethod
     def get_key(self, key_id: str) -> KeyRecord | None: ...
 
@@ -136,3 +160,232 @@ class CredentialStore(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+
+class NameTaken(Exception):
+    """A concurrent put created a test credential with the same name first."""
+
+
+class PrimaryKekMoved(Exception):
+    """A wrapped key was about to be written under a key that is not the agreed primary."""
+
+    def __init__(self, primary: str):
+        super().__init__(f"the primary key-encryption key is now {primary!r}")
+        self.primary = primary
+
+
+class AuditStore(abc.ABC):
+    """The audit trail as listed (``ListAuditEvents``) and batches of audit rows."""
+
+    @abc.abstractmethod
+    def write_audit_many(self, events: list[AuditEvent]) -> None:
+        """Write ``events`` in one transaction (nothing for an empty list)."""
+
+    @abc.abstractmethod
+    def list_audit_events(
+        self,
+        *,
+        workspace_id: str = "",
+        key_id: str = "",
+        action: str = "",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[StoredAuditEvent]:
+        """Events newest first (id descending), filtered by every non-empty argument, with an id below
+        ``before_id`` (the paging cursor), at most ``limit``; ``end`` is exclusive."""
+
+
+class ConversationStore(abc.ABC):
+    """Conversation-history signing keys (one current per workspace) and per-conversation revocations."""
+
+    @abc.abstractmethod
+    def current_signing_key(self, workspace_id: str) -> SigningKey | None:
+        """The workspace's current (not retired) signing key, the newest if several."""
+
+    @abc.abstractmethod
+    def create_signing_key(self, key: SigningKey, audit: AuditEvent) -> SigningKey:
+        """Insert the first signing key of a workspace with ``audit``, in one transaction, unless a
+        current one appeared meanwhile: then return that one and write nothing."""
+
+    @abc.abstractmethod
+    def rotate_signing_keys(self, new: SigningKey, retire_time: datetime, audit: AuditEvent) -> int:
+        """Retire every signing key of ``new``'s workspace at ``retire_time`` (never later than an
+        earlier retirement) and make ``new`` current, in one transaction. Returns the keys retired."""
+
+    @abc.abstractmethod
+    def verification_lookup(
+        self, key_id: str, workspace_id: str, conversation_id: str
+    ) -> tuple[SigningKey | None, int]:
+        """The signing key ``key_id`` (``None`` if unknown) and the conversation's revocation epoch
+        (0 if never revoked): two primary-key reads."""
+
+    @abc.abstractmethod
+    def revoke_conversation(self, workspace_id: str, conversation_id: str, now: datetime, audit: AuditEvent) -> int:
+        """Advance the conversation's epoch (invalidating every secret issued for it) with ``audit``, in
+        one transaction; concurrent first revocations both count. Returns the new epoch."""
+
+
+class TestCredentialStore(abc.ABC):
+    """Sealed API test credentials, unique by (workspace, name).
+
+    Every write of a wrapped key raises :class:`PrimaryKekMoved` unless it is sealed under the
+    primary key-encryption key agreed in the store (:class:`KekStore`), checked in the write's own
+    transaction, so that once the primary changed no record is written under another key."""
+
+    __test__ = False  # not a pytest test class
+
+    @abc.abstractmethod
+    def get_test_credential(self, credential_id: str) -> TestCredentialRecord | None: ...
+
+    @abc.abstractmethod
+    def find_test_credential(self, workspace_id: str, name: str) -> TestCredentialRecord | None: ...
+
+    @abc.abstractmethod
+    def insert_test_credential(self, record: TestCredentialRecord, audit: AuditEvent) -> None:
+        """Insert ``record`` with ``audit`` in one transaction; :class:`NameTaken` if its name is taken."""
+
+    @abc.abstractmethod
+    def replace_test_credential(self, record: TestCredentialRecord, audit: AuditEvent) -> bool:
+        """Replace kind, URL and material of an existing record with ``audit``, in one transaction.
+        ``False`` if it vanished meanwhile."""
+
+    @abc.abstractmethod
+    def list_test_credentials(
+        self, workspace_id: str, limit: int, after: tuple[datetime, str] | None
+    ) -> list[TestCredentialRecord]:
+        """The workspace's records newest first (create time, id descending), strictly after the cursor."""
+
+    @abc.abstractmethod
+    def delete_test_credential(self, credential_id: str, audit: AuditEvent) -> bool:
+        """Erase the row (material included) with ``audit``; ``False`` if there was none."""
+
+    @abc.abstractmethod
+    def record_reveal(self, credential_id: str, now: datetime, audit: AuditEvent) -> None:
+        """Count one reveal at ``now`` with its ``audit`` event, in one transaction."""
+
+    @abc.abstractmethod
+    def test_credentials_not_under(self, kek_id: str, limit: int) -> list[TestCredentialRecord]:
+        """Records whose data key is wrapped by another key than ``kek_id``, by id, at most ``limit``."""
+
+    @abc.abstractmethod
+    def count_test_credentials_by_kek(self) -> dict[str, int]:
+        """Records per wrapping key id."""
+
+    @abc.abstractmethod
+    def swap_wrapping(self, credential_id: str, old: Sealed, new: Sealed) -> bool:
+        """Compare-and-set of one row's wrapped key: only if it still holds ``old``."""
+
+
+class KekStore(abc.ABC):
+    """The primary key-encryption key agreed by the whole deployment, and passphrase-derived keys' salts."""
+
+    @abc.abstractmethod
+    def primary_kek_id(self) -> str:
+        """The agreed primary key id, or ``""`` when none is agreed yet."""
+
+    @abc.abstractmethod
+    def agree_primary_kek(self, kek_id: str) -> str:
+        """Make ``kek_id`` the primary if none is agreed yet; returns the agreed primary either way."""
+
+    @abc.abstractmethod
+    def set_primary_kek(self, kek_id: str, actor: str) -> str:
+        """Make ``kek_id`` the primary (audited); returns the previous one (``""`` if none). Waits for
+        writes that checked the previous primary; later writes see ``kek_id``."""
+
+    @abc.abstractmethod
+    def kek_derivation(self, kek_id: str, new_salt: bytes, params: dict, now: datetime) -> tuple[bytes, dict]:
+        """The stored salt and argon2id parameters of ``kek_id``, storing the given ones if none exist
+        (concurrent first calls agree on one)."""
+
+
+class ExposureStore(abc.ABC):
+    """Server keys seen where only browser credentials belong, and the per-workspace settings."""
+
+    @abc.abstractmethod
+    def mark_exposed(self, key_id: str, workspace_id: str, where: str, now: datetime, audit: AuditEvent) -> bool:
+        """Record an exposure (with ``audit`` when first recorded). ``True`` if this call recorded it first."""
+
+    @abc.abstractmethod
+    def set_auto_revoked(self, key_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def get_exposure(self, key_id: str) -> Exposure | None: ...
+
+    @abc.abstractmethod
+    def get_workspace_settings(self, workspace_id: str) -> WorkspaceSettings:
+        """The workspace's settings, the defaults when none were stored."""
+
+    @abc.abstractmethod
+    def put_workspace_settings(self, settings: WorkspaceSettings, audit: AuditEvent) -> WorkspaceSettings:
+        """Store ``settings`` with ``audit``, in one transaction."""
+
+
+# -- in-process state the verification rules use ---------------------------------------
+
+
+class FeedClock(Protocol):
+    """A followed change feed, as the rules see it: when it was last read successfully."""
+
+    last_success: float  # time.monotonic()
+
+
+class UsageSink(Protocol):
+    """Where verified calls are tallied (flushed to the :class:`KeyStore` in batches)."""
+
+    fold_at: int
+
+    def record(self, key_id: str, caller: str, now: float) -> None: ...
+
+    @property
+    def calls(self) -> deque[tuple[str, str, float]]: ...
+
+    def fold(self) -> None: ...
+
+
+class GrantMemo(Protocol):
+    """Answers of the hot path by a keyed hash of the request's bytes (see :mod:`auth_service.cache.memo`)."""
+
+    def hot_path(self) -> tuple[Callable[[], Any], Callable[[bytes], Any], Callable[[bytes], Any]]: ...
+
+    def remember(self, fingerprint: bytes, digest: bytes, entry: CachedKey, caller: str) -> None: ...
+
+    def remember_refusal(self, fingerprint: bytes, digest: bytes, key_id: str) -> None: ...
+
+
+class KeyCache(Protocol):
+    """The verified and negative caches of credentials (see :mod:`auth_service.cache.verified`)."""
+
+    ttl: float
+    memo: GrantMemo
+
+    def get(self, digest: bytes) -> CachedKey | None: ...
+
+    def hot_path(self) -> tuple[Callable[[bytes], CachedKey | None], Callable[[bytes], None], Callable[[], None]]: ...
+
+    def generation(self) -> int: ...
+
+    def stamp(self) -> float: ...
+
+    def put(self, digest: bytes, entry: CachedKey, generation: int) -> bool: ...
+
+    def record_of(self, key_id: str, now: float | None = None) -> KnownRecord | None: ...
+
+    def remember_record(self, known: KnownRecord, generation: int) -> bool: ...
+
+    def is_known_unknown(self, key_id: str, digest: bytes) -> bool: ...
+
+    def is_unknown_digest(self, digest: bytes, count_miss: bool = False, now: float | None = None) -> bool: ...
+
+    def refuses_digest(self, digest: bytes) -> bool: ...
+
+    def remember_unknown_key_id(self, key_id: str, generation: int, digest: bytes | None = None) -> None: ...
+
+    def remember_wrong_secret(self, key_id: str, digest: bytes, generation: int) -> None: ...
+
+    def count_miss(self) -> None: ...
+
+    def count_negative_hit(self) -> None: ...
+
+    def invalidate(self, key_id: str) -> None: ...

@@ -1,8 +1,9 @@
-"""API test credentials: customer-supplied secrets for Woes' guarded live tests.
+"""API test credentials: customer-supplied secrets for Woes' guarded live tests (the contract's
+``TestCredential``).
 
-The material is stored only as an AES-256-GCM envelope (:mod:`auth_service.envelope`)
+The material is stored only as an AES-256-GCM envelope (:mod:`auth_service.domain.envelope`)
 bound to its row, sealed under the primary key-encryption key the deployment agreed on in
-the database (:mod:`auth_service.store.kek_sql`), whatever this process's ring lists first.
+the database (:class:`auth_service.domain.ports.KekStore`), whatever this process's ring lists first.
 Listing and getting return metadata only; deleting erases the row, material included;
 revealing returns the plaintext only to an internal
 credential holding the internal permission ``lab:test_credentials:reveal``, and
@@ -16,19 +17,44 @@ import base64
 import binascii
 import json
 import unicodedata
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import urlsplit
 
 from auth_service.domain import permissions, tokens
-from auth_service.domain.envelope import KekRing
-from auth_service.domain.errors import AuthError, StoreUnavailable, Violations
-from auth_service.domain.keys.manager import WORKSPACE_ID_RE, _has_control_chars
-from auth_service.domain.keys.records import AuditEvent, utcnow
-from auth_service.domain.records import TestCredentialRecord
-from auth_service.domain.service_errors import PermissionRequired, TestCredentialNotFound
-from auth_service.store.kek import PrimaryKekMoved
-from auth_service.store.model_tables import ModelStore, NameTaken
+from auth_service.domain.audit import AuditEvent
+from auth_service.domain.envelope import KekRing, Sealed
+from auth_service.domain.errors import (
+    AuthError,
+    PermissionRequired,
+    StoreUnavailable,
+    TestCredentialNotFound,
+    Violations,
+)
+from auth_service.domain.keys.records import utcnow
+from auth_service.domain.ports import AuditStore, KekStore, NameTaken, PrimaryKekMoved, TestCredentialStore
+from auth_service.domain.validation import WORKSPACE_ID_RE, has_control_chars
+
+
+@dataclass(frozen=True)
+class TestCredentialRecord:
+    """One stored API test credential: metadata plus the sealed material."""
+
+    __test__ = False  # not a pytest test class
+
+    credential_id: str
+    workspace_id: str
+    name: str
+    kind: str
+    target_base_url: str
+    sealed: Sealed = field(repr=False)
+    create_time: datetime
+    update_time: datetime
+    created_by: str = ""
+    updated_by: str = ""
+    reveal_count: int = 0
+    last_reveal_time: datetime | None = None
+
 
 PURPOSE = "test-credential"
 KINDS = ("bearer_token", "api_key", "basic_auth", "oauth_client_secret", "other")
@@ -58,7 +84,7 @@ class RewrapReport:
 
 
 def _check_url(url: str) -> bool:
-    if not url or len(url) > MAX_URL or _has_control_chars(url) or any(ch.isspace() for ch in url):
+    if not url or len(url) > MAX_URL or has_control_chars(url) or any(ch.isspace() for ch in url):
         return False
     try:
         parts = urlsplit(url)
@@ -68,9 +94,16 @@ def _check_url(url: str) -> bool:
     return parts.scheme in ("https", "http") and bool(parts.hostname) and not parts.username and not parts.password
 
 
-class LabCredentials:
-    def __init__(self, store: ModelStore, ring: KekRing):
+class TestCredentials:
+    """The rules of API test credentials over their store, the agreed primary KEK, the audit trail
+    and this process's KEK ring."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, store: TestCredentialStore, keks: KekStore, audit: AuditStore, ring: KekRing):
         self.store = store
+        self.keks = keks
+        self.audit = audit
         self.ring = ring
 
     # -- validation ---------------------------------------------------------------
@@ -91,7 +124,7 @@ class LabCredentials:
     def primary_kek_id(self) -> str:
         """The key new records are sealed under: the primary agreed in the database; when none is
         agreed yet, this ring's configured primary becomes it."""
-        return self.store.primary_kek_id() or self.store.agree_primary_kek(self.ring.primary_id)
+        return self.keks.primary_kek_id() or self.keks.agree_primary_kek(self.ring.primary_id)
 
     # -- operations ------------------------------------------------------------------
 
@@ -108,7 +141,7 @@ class LabCredentials:
         """Create the workspace's test credential called ``name``, or replace its material. Returns (record, created)."""
         v = Violations()
         self._ids(v, workspace_id)
-        if not name or len(name) > MAX_NAME or _has_control_chars(name):
+        if not name or len(name) > MAX_NAME or has_control_chars(name):
             v.add("name", f"required, at most {MAX_NAME} printable characters")
         if kind not in KINDS:
             v.add("kind", "required: one of the TestCredentialKind values")
@@ -238,18 +271,18 @@ class LabCredentials:
             )
 
         if permissions.REVEAL_TEST_CREDENTIALS not in granted:
-            self.store.write_audit_many([audit("denied", "missing internal permission")])
+            self.audit.write_audit_many([audit("denied", "missing internal permission")])
             raise PermissionRequired(permissions.REVEAL_TEST_CREDENTIALS)
         v = Violations()
         self._ids(v, workspace_id, credential_id)
-        if len(reason) > MAX_REASON or _has_control_chars(reason):
+        if len(reason) > MAX_REASON or has_control_chars(reason):
             v.add("reason", f"at most {MAX_REASON} printable characters")
         try:
             v.raise_if_any()
             record = self._get(workspace_id, credential_id)
             plaintext = self.ring.open(PURPOSE, workspace_id, credential_id, record.sealed)
         except AuthError as error:
-            self.store.write_audit_many([audit("failed", error.reason)])
+            self.audit.write_audit_many([audit("failed", error.reason)])
             raise
         self.store.record_reveal(credential_id, utcnow(), audit("ok", f"kek_id={record.sealed.kek_id}"))
         return RevealedTestCredential(record, plaintext.decode())
@@ -301,7 +334,7 @@ class LabCredentials:
                 break
         counts = self.store.count_test_credentials_by_kek()
         remaining = sum(n for kek_id, n in counts.items() if kek_id != primary)
-        self.store.write_audit_many(
+        self.audit.write_audit_many(
             [
                 AuditEvent(
                     action="kek.rotate",

@@ -3,7 +3,7 @@
 One row names the key id every process seals new records under and re-wraps old ones to
 (empty until a first process or ``woes-auth kek rotate`` sets it). Every write of a wrapped
 data key checks, in its own transaction, that it was sealed under that key
-(:func:`hold_primary`); a change of the primary (:meth:`KekPrimaryQueries.set_primary_kek`)
+(:func:`hold_primary`); a change of the primary (:meth:`SqlKekStore.set_primary_kek`)
 conflicts with those checks, so once it has committed no record can be written under
 another key, and a re-wrap pass started after it leaves none behind:
 
@@ -14,30 +14,28 @@ another key, and a re-wrap pass started after it leaves none behind:
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, String, Table, insert, select, update
+from datetime import datetime
+
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
-from auth_service.domain.keys.records import AuditEvent, utcnow
-from auth_service.store.keys import _audit_row, audit_events, metadata, to_us
-
-ROW_ID = 1
-
-kek_primary = Table(
-    "kek_primary",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("kek_id", String(32), nullable=False),
-    Column("update_us", BigInteger, nullable=False),
+from auth_service.domain.audit import AuditEvent
+from auth_service.domain.keys.records import utcnow
+from auth_service.domain.ports import (
+    KekStore,
+    PrimaryKekMoved,
+)
+from auth_service.store.engine import SqlDatabase
+from auth_service.store.schema import (
+    audit_events,
+    audit_row,
+    kek_derivations,
+    kek_primary,
+    to_us,
 )
 
-
-class PrimaryKekMoved(Exception):
-    """A wrapped key was about to be written under a key that is not the agreed primary."""
-
-    def __init__(self, primary: str):
-        super().__init__(f"the primary key-encryption key is now {primary!r}")
-        self.primary = primary
+ROW_ID = 1
 
 
 def _read(conn: Connection, lock: str = "") -> str | None:
@@ -56,13 +54,15 @@ def hold_primary(conn: Connection, kek_id: str) -> None:
         raise PrimaryKekMoved(agreed)
 
 
-class KekPrimaryQueries:
-    """Queries of the agreed primary; mixed into :class:`auth_service.store.model_sql.ModelStore`
-    (which provides ``_reading`` and ``_writing``)."""
+class SqlKekStore(KekStore):
+    """The agreed primary key-encryption key and the salts of passphrase-derived keys."""
+
+    def __init__(self, db: SqlDatabase):
+        self.db = db
 
     def primary_kek_id(self) -> str:
         """The agreed primary key id, or ``""`` when none is agreed yet."""
-        return self._reading(lambda conn: _read(conn)) or ""
+        return self.db.reading(lambda conn: _read(conn)) or ""
 
     def agree_primary_kek(self, kek_id: str) -> str:
         """Make ``kek_id`` the primary if none is agreed yet; returns the agreed primary either way."""
@@ -78,7 +78,7 @@ class KekPrimaryQueries:
             return _read(conn) or kek_id
 
         try:
-            return self._writing(run)
+            return self.db.writing(run)
         except sa_exc.IntegrityError:  # a concurrent first agreement inserted the row
             return self.primary_kek_id()
 
@@ -102,7 +102,37 @@ class KekPrimaryQueries:
                 outcome="ok",
                 detail=f"primary={kek_id} previous={previous or '-'}",
             )
-            conn.execute(insert(audit_events).values(**_audit_row(event)))
+            conn.execute(insert(audit_events).values(**audit_row(event)))
             return previous or ""
 
-        return self._writing(run)
+        return self.db.writing(run)
+
+    def kek_derivation(self, kek_id: str, new_salt: bytes, params: dict, now: datetime) -> tuple[bytes, dict]:
+        """The stored salt and argon2id parameters of ``kek_id``, storing the given ones if none exist."""
+        t = kek_derivations
+
+        def read(conn: Connection):
+            row = conn.execute(select(t).where(t.c.kek_id == kek_id)).first()
+            if row is None:
+                return None
+            return bytes(row.salt), {
+                "memory_kib": row.memory_kib,
+                "time_cost": row.time_cost,
+                "parallelism": row.parallelism,
+            }
+
+        found = self.db.reading(read)
+        if found is not None:
+            return found
+
+        def write(conn: Connection):
+            existing = read(conn)
+            if existing is not None:
+                return existing
+            conn.execute(insert(t).values(kek_id=kek_id, salt=new_salt, create_us=to_us(now), **params))
+            return new_salt, dict(params)
+
+        try:
+            return self.db.writing(write)
+        except sa_exc.IntegrityError:
+            return self.db.reading(read)

@@ -23,9 +23,22 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import make_url
 
-from auth_service.store.keys import PG_CONNECT_DEFAULTS
-
 log = logging.getLogger(__name__)
+
+CHANGE_CHANNEL = "woes_auth_key_changes"
+
+
+# libpq settings so that nothing waits forever on a database that went away (a dropped
+# connection, a partition, a stuck server). Any of them given in the URL's query wins.
+PG_CONNECT_DEFAULTS: dict[str, object] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+    "options": "-c statement_timeout=5000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=60000",
+}
 
 
 def libpq_conninfo(url: str) -> tuple[str, dict]:

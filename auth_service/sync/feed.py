@@ -14,7 +14,7 @@ Sequence numbers are allocated when a transaction inserts and become visible
 when it commits, so on a database with concurrent writers (PostgreSQL) a
 higher number can be seen before a lower one. Numbers skipped over are kept
 as *gaps* and asked for again on every poll until the store shows that no
-transaction can still commit them (:meth:`CredentialStore.change_horizon`):
+transaction can still commit them (:meth:`KeyStore.change_horizon`):
 a gap is given up only once every write transaction that had begun when it
 was first seen has ended and one more read still does not find it (a
 rolled-back transaction leaves a gap that never fills). An unresolved gap is
@@ -40,7 +40,7 @@ from datetime import timedelta
 
 from auth_service.domain.errors import StoreUnavailable
 from auth_service.domain.keys.records import utcnow
-from auth_service.store import CredentialStore
+from auth_service.domain.ports import KeyStore
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class _Gap:
 class ChangeFeedFollower:
     def __init__(
         self,
-        store: CredentialStore,
+        store: KeyStore,
         on_change: Callable[[str, str], None],
         interval: float = 0.25,
         gap_timeout: float = 10.0,

@@ -19,14 +19,13 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from auth_service.cache.verified import Principal
 from auth_service.domain import permissions as permission_registry
-from auth_service.domain.errors import Violations
-from auth_service.domain.keys.manager import CredentialManager, Issued
-from auth_service.domain.keys.records import KeyRecord
-from auth_service.domain.service_errors import InternalCredentialRequired, PermissionRequired
+from auth_service.domain.errors import InternalCredentialRequired, PermissionRequired, Violations
+from auth_service.domain.keys.manager import CredentialManager
+from auth_service.domain.keys.records import KeyRecord, Principal
+from auth_service.domain.keys.rules import Issued
+from auth_service.domain.ports import KeyStore
 from auth_service.domain.tokens import KeyKind
-from auth_service.store import CredentialStore
 
 
 def authenticate_internal(
@@ -48,11 +47,11 @@ def authenticate_internal(
             f"(a woes_ik_ credential holding {permission!r}, made by 'woes-auth bootstrap-internal')",
             metadata={"permission": permission},
         )
-    cred = manager._parse(bearer)
+    cred = manager.parse(bearer)
     if cred.kind is not KeyKind.INTERNAL:
         raise PermissionRequired(permission, kind=cred.kind.value)
-    entry = manager._lookup(cred)
-    manager._check_live(entry, time.time())
+    entry = manager.lookup(cred)
+    manager.check_live(entry, time.time())
     if check_permission and permission not in entry.principal.scopes:
         raise PermissionRequired(permission)
     return entry.principal
@@ -80,7 +79,7 @@ def bootstrap_internal(
     """A new internal credential holding ``permissions`` (at least one, each known), audited as
     ``internal.bootstrap``. For the local command with database access only."""
     _check_permissions(permissions)
-    return manager._bootstrap(KeyKind.INTERNAL, display_name, permissions, actor, "internal.bootstrap")
+    return manager.bootstrap_service_key(KeyKind.INTERNAL, display_name, permissions, actor, "internal.bootstrap")
 
 
 def rotate_service_key(
@@ -92,6 +91,6 @@ def rotate_service_key(
     return manager.rotate(actor, key_id, grace, service_keys=True)
 
 
-def list_service_keys(store: CredentialStore) -> list[KeyRecord]:
+def list_service_keys(store: KeyStore) -> list[KeyRecord]:
     """Every admin and internal key with its permissions, newest first (the local command's view)."""
     return store.list_keys("", 1_000_000, None, kinds=(KeyKind.ADMIN, KeyKind.INTERNAL))
