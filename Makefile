@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 
 venv: $(STAMP)
 
-# Regenerate the Python code of the contract (committed; see tests/test_protos.py).
+# Regenerate the Python code of the contract (committed; see tests/unit/app/test_protogen.py).
 protos: $(STAMP)
 	$(BIN)/python -m auth_service.app.protogen $(GEN)
 

@@ -4,7 +4,7 @@ An input is one selector byte followed by the payload. The selector picks the
 parser (``TARGETS[data[0] % len(TARGETS)]``). Every target raises
 ``AssertionError`` when a property breaks and lets nothing else escape, so
 both atheris (coverage-guided, ``make fuzz``) and the corpus replay in
-``tests/test_corpus.py`` treat any exception as a finding.
+``tests/integration/test_corpus.py`` treat any exception as a finding.
 """
 
 from __future__ import annotations
