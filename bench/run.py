@@ -69,8 +69,9 @@ from woes.auth.v1 import resources_pb2 as res  # noqa: E402
 
 from auth_service.app.services import credential_manager  # noqa: E402
 from auth_service.domain import tokens  # noqa: E402
+from auth_service.domain.clock import utcnow  # noqa: E402
 from auth_service.domain.crypto import Keyring, Pepper  # noqa: E402
-from auth_service.domain.keys.records import KeyRecord, utcnow  # noqa: E402
+from auth_service.domain.keys.records import KeyRecord  # noqa: E402
 from auth_service.store import SqlStore, schema  # noqa: E402
 from auth_service.store import keys as sql_store  # noqa: E402
 

@@ -11,9 +11,10 @@ from woes.auth.v1 import resources_pb2 as res
 from woes.auth.v1 import test_credentials_pb2 as tpb
 
 from auth_service.domain.audit import StoredAuditEvent
+from auth_service.domain.clock import utcnow
 from auth_service.domain.errors import FieldViolation, InvalidArgument
 from auth_service.domain.exposure import Exposure, WorkspaceSettings
-from auth_service.domain.keys.records import KeyRecord, Principal, utcnow
+from auth_service.domain.keys.records import KeyRecord, Principal
 from auth_service.domain.test_credentials import TestCredentialRecord
 from auth_service.domain.tokens import SERVICE_KINDS, KeyKind
 from auth_service.domain.validation import REQUEST_ID_RE

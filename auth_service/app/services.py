@@ -11,13 +11,13 @@ from pathlib import Path
 from auth_service.app.config import Settings
 from auth_service.cache.verified import VerifiedCache
 from auth_service.domain.audit import AuditLog
+from auth_service.domain.clock import utcnow
 from auth_service.domain.conversations import ConversationSecrets
 from auth_service.domain.crypto import Pepper
 from auth_service.domain.envelope import PASSPHRASE_PARAMS, KekConfigError, KekRing, load_kek_ring
 from auth_service.domain.errors import ConfigError
 from auth_service.domain.exposure import ExposureGuard, WorkspacePolicy
 from auth_service.domain.keys.manager import CredentialManager
-from auth_service.domain.keys.records import utcnow
 from auth_service.domain.ports import KekStore, KeyStore
 from auth_service.domain.test_credentials import TestCredentials
 from auth_service.store import (

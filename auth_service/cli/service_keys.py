@@ -86,8 +86,8 @@ def _when(value) -> str | None:
 
 
 def cmd_service_keys(args: argparse.Namespace) -> int:
+    from auth_service.domain.clock import utcnow
     from auth_service.domain.errors import AuthError, InvalidArgument
-    from auth_service.domain.keys.records import utcnow
     from auth_service.domain.keys.service_keys import list_service_keys, rotate_service_key
 
     if args.service_keys_command == "list":

@@ -18,8 +18,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from auth_service.domain import tokens
+from auth_service.domain.clock import utcnow
 from auth_service.domain.errors import Violations
-from auth_service.domain.keys.records import utcnow
 from auth_service.domain.validation import WORKSPACE_ID_RE
 
 if TYPE_CHECKING:

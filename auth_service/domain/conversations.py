@@ -39,6 +39,7 @@ from datetime import datetime, timedelta
 
 from auth_service.domain import tokens
 from auth_service.domain.audit import AuditEvent
+from auth_service.domain.clock import utcnow
 from auth_service.domain.crypto import Pepper
 from auth_service.domain.errors import (
     ConversationSecretInvalid,
@@ -53,7 +54,7 @@ from auth_service.domain.errors import (
 )
 from auth_service.domain.exposure import ExposureGuard
 from auth_service.domain.keys.manager import CredentialManager
-from auth_service.domain.keys.records import CachedKey, utcnow
+from auth_service.domain.keys.records import CachedKey
 from auth_service.domain.ports import ConversationStore
 from auth_service.domain.tokens import KeyKind
 from auth_service.domain.validation import WORKSPACE_ID_RE, has_control_chars, normalize_origin

@@ -18,8 +18,10 @@ import base64
 import binascii
 import hashlib
 import hmac
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 PEPPER_BYTES = 32
 _ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -79,7 +81,7 @@ class SecretFileModeError(KeyringError):
     """A file of key material that users other than its owner (and its group) may read or change."""
 
 
-def read_secret_file(path, what: str) -> str:
+def read_secret_file(path: str | os.PathLike[str], what: str) -> str:
     """The text of a file of key material, refused if other users may read or change it.
 
     Allowed: the owner alone (0600, 0400) or the owner and its group reading (0640, 0440), as a
@@ -87,7 +89,6 @@ def read_secret_file(path, what: str) -> str:
     write permission for the group (``chmod 600`` fixes either). The same rule as PostgreSQL's for
     its server key.
     """
-    import os
     import stat
 
     with open(path, encoding="utf-8") as fh:
@@ -108,10 +109,9 @@ class DevKeyFileError(Exception):
     """A development key file is missing (and may not be created) or readable by others."""
 
 
-def ensure_dev_key_file(path, what: str, env_name: str, *, create: bool) -> DevelopmentKeyNote:
+def ensure_dev_key_file(path: Path, what: str, env_name: str, *, create: bool) -> DevelopmentKeyNote:
     """Make sure the development key file ``path`` exists with mode 0600 (creating a random
     ``dev1`` entry when ``create``); returns a sentence for the log, never key material."""
-    import os
     import stat
 
     if not path.exists():
@@ -186,11 +186,10 @@ class Pepper:
     def verify(self, pepper_id: str, token: str, stored: bytes, primary_digest: bytes | None = None) -> bool:
         """Constant-time check of ``token`` against a stored digest."""
         if pepper_id == self.primary_id and primary_digest is not None:
-            candidate = primary_digest
-        else:
-            candidate = self.digest_with(pepper_id, token)
-            if candidate is None:
-                return False
+            return hmac.compare_digest(primary_digest, stored)
+        candidate = self.digest_with(pepper_id, token)
+        if candidate is None:
+            return False
         return hmac.compare_digest(candidate, stored)
 
     def __repr__(self) -> str:

@@ -53,6 +53,9 @@ from auth_service.domain.errors import KeyEncryptionKeyMissing, TestCredentialUn
 
 log = logging.getLogger(__name__)
 
+SaltFor = Callable[[str], tuple[bytes, dict]]
+"""``salt_for(kek_id)``: the stored (or newly stored) salt and argon2id parameters of a passphrase key."""
+
 NONCE_BYTES = 12
 KEY_BYTES = 32
 DEV_KEK_FILE = "dev-kek"
@@ -164,7 +167,9 @@ class KekRing:
         wrapped = self._wrap(kek_id, self._material(kek_id), purpose, workspace_id, record_id, dek)
         return Sealed(kek_id, wrapped, sealed.ciphertext)
 
-    def _wrap(self, kek_id, kek, purpose, workspace_id, record_id, dek) -> bytes:
+    def _wrap(
+        self, kek_id: str, kek: bytes | None, purpose: str, workspace_id: str, record_id: str, dek: bytes
+    ) -> bytes:
         if kek is None:
             raise KeyEncryptionKeyMissing(
                 f"the primary key-encryption key {kek_id!r} is not configured on this server; "
@@ -229,7 +234,7 @@ def load_kek_ring(
     kek: str = "",
     kek_file: str = "",
     passphrase: str = "",
-    passphrase_salt: Callable[[str], tuple[bytes, dict]] | None = None,
+    passphrase_salt: SaltFor | None = None,
     dev_dir: Path | None = None,
     create: bool = False,
 ) -> tuple[KekRing, str]:
@@ -285,7 +290,7 @@ def load_kek_ring(
         raise KekConfigError(f"the development key-encryption key file {path} is invalid: {exc}") from None
 
 
-def _passphrase_entry(passphrase: str, salt_for) -> tuple[tuple[str, bytes], ...]:
+def _passphrase_entry(passphrase: str, salt_for: SaltFor | None) -> tuple[tuple[str, bytes], ...]:
     if not passphrase:
         return ()
     if salt_for is None:
@@ -294,7 +299,7 @@ def _passphrase_entry(passphrase: str, salt_for) -> tuple[tuple[str, bytes], ...
     return ((PASSPHRASE_KEK_ID, derive_passphrase_key(passphrase, salt, **params)),)
 
 
-def _with_passphrase(ring: Keyring, passphrase: str, salt_for) -> Keyring:
+def _with_passphrase(ring: Keyring, passphrase: str, salt_for: SaltFor | None) -> Keyring:
     extra = _passphrase_entry(passphrase, salt_for)
     return Keyring(ring.keys + extra) if extra else ring
 

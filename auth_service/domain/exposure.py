@@ -22,9 +22,10 @@ from datetime import datetime
 
 from auth_service.domain import tokens
 from auth_service.domain.audit import AuditEvent
+from auth_service.domain.clock import utcnow
 from auth_service.domain.errors import AuthError, CredentialUnknown, Violations
 from auth_service.domain.keys.manager import CredentialManager
-from auth_service.domain.keys.records import StoredState, utcnow
+from auth_service.domain.keys.records import StoredState
 from auth_service.domain.ports import ExposureStore
 from auth_service.domain.tokens import KeyKind
 from auth_service.domain.validation import WORKSPACE_ID_RE

@@ -347,7 +347,13 @@ class UsageSink(Protocol):
 class GrantMemo(Protocol):
     """Answers of the hot path by a keyed hash of the request's bytes (see :mod:`auth_service.cache.memo`)."""
 
-    def hot_path(self) -> tuple[Callable[[], Any], Callable[[bytes], Any], Callable[[bytes], Any]]: ...
+    def hot_path(
+        self,
+    ) -> tuple[
+        Callable[[], Any],
+        Callable[[bytes], tuple[bytes, CachedKey, str] | None],
+        Callable[[bytes], tuple[bytes, str] | None],
+    ]: ...
 
     def remember(self, fingerprint: bytes, digest: bytes, entry: CachedKey, caller: str) -> None: ...
 

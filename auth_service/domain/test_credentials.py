@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from auth_service.domain import permissions, tokens
 from auth_service.domain.audit import AuditEvent
+from auth_service.domain.clock import utcnow
 from auth_service.domain.envelope import KekRing, Sealed
 from auth_service.domain.errors import (
     AuthError,
@@ -31,7 +32,6 @@ from auth_service.domain.errors import (
     TestCredentialNotFound,
     Violations,
 )
-from auth_service.domain.keys.records import utcnow
 from auth_service.domain.ports import AuditStore, KekStore, NameTaken, PrimaryKekMoved, TestCredentialStore
 from auth_service.domain.validation import WORKSPACE_ID_RE, has_control_chars
 

@@ -176,6 +176,7 @@ def parse(token: str) -> Credential:
     if why is not None:
         raise CredentialMalformed(why)
     match = TOKEN_REGEX.fullmatch(token)
+    assert match is not None, "problem() accepts only what the pattern matches"
     return Credential(_KIND_BY_CODE[match.group(1)], match.group(2), token)
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from auth_service.domain.audit import AuditEvent
-from auth_service.domain.keys.records import utcnow
+from auth_service.domain.clock import utcnow
 from auth_service.domain.ports import (
     KekStore,
     PrimaryKekMoved,

@@ -38,8 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from auth_service.domain.clock import utcnow
 from auth_service.domain.errors import StoreUnavailable
-from auth_service.domain.keys.records import utcnow
 from auth_service.domain.ports import KeyStore
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from woes.auth.v1 import auth_service_pb2_grpc
 from auth_service.app import runtime as server_mod
 from auth_service.app.config import Settings
 from auth_service.domain.audit import AuditEvent
-from auth_service.domain.keys.records import utcnow
+from auth_service.domain.clock import utcnow
 from auth_service.store import SqlStore
 from tests.conftest import LiveServer, new_kek_text
 from tests.support.rich_errors import rich_error

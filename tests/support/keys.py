@@ -7,10 +7,11 @@ from datetime import datetime, timedelta
 
 from auth_service.domain import tokens
 from auth_service.domain.audit import AuditEvent
+from auth_service.domain.clock import utcnow
 from auth_service.domain.crypto import Pepper
 from auth_service.domain.keys import authenticate, hot_path
 from auth_service.domain.keys import manager as manager_mod
-from auth_service.domain.keys.records import KeyRecord, utcnow
+from auth_service.domain.keys.records import KeyRecord
 from auth_service.domain.tokens import KeyKind
 
 ACTOR = "admin:test"

@@ -80,7 +80,7 @@ class KeyAuthenticator:
             return entry
         return self._load(cred, digest)
 
-    def follow(self, feed) -> None:
+    def follow(self, feed: FeedClock) -> None:
         """Trust the cache only while ``feed`` (a :class:`auth_service.feed.ChangeFeedFollower`, or
         anything with a ``last_success`` monotonic time) was read within :attr:`outage_window`."""
         self.feed = feed

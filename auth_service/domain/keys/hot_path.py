@@ -66,7 +66,7 @@ class KeyHotPath(KeyAuthenticator):
         * ``None`` in every other case, having changed and counted nothing.
         """
         found = self.probe(token, required_scopes, caller)
-        return found.principal if type(found) is CachedKey else found
+        return found.principal if isinstance(found, CachedKey) else found
 
     def probe_wire(self, fingerprint: bytes) -> CachedKey | str | None:
         """A repeat of a request :meth:`probe` answered before, answered again from its bytes alone.

@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 
 from auth_service.domain import tokens
 from auth_service.domain.audit import AuditEvent
+from auth_service.domain.clock import utcnow
 from auth_service.domain.errors import InvalidArgument, KeyNotFound, KeyNotRotatable, RequestIdReused, Violations
 from auth_service.domain.keys.hot_path import KeyHotPath
-from auth_service.domain.keys.records import KeyRecord, utcnow
+from auth_service.domain.keys.records import KeyRecord
 from auth_service.domain.keys.rules import (
     DEFAULT_GRACE,
     DEFAULT_PAGE_SIZE,
@@ -40,13 +41,15 @@ from auth_service.domain.validation import WORKSPACE_ID_RE, has_control_chars
 class CredentialManager(KeyHotPath):
     """Domain operations over one key store, one pepper, one verified cache and one usage tally."""
 
-    def new_record(self, spec: IssueSpec, now: datetime, actor: str, **extra) -> tuple[KeyRecord, str]:
+    def new_record(self, spec: IssueSpec, now: datetime, actor: str, rotated_from: str = "") -> tuple[KeyRecord, str]:
         """A new key record for ``spec`` (already validated) and its secret; nothing is stored."""
-        cred = tokens.mint(spec.kind)
+        kind = spec.kind
+        assert kind is not None, "a validated request names its kind"
+        cred = tokens.mint(kind)
         record = KeyRecord(
             key_id=cred.key_id,
             workspace_id=spec.workspace_id,
-            kind=spec.kind,
+            kind=kind,
             display_name=spec.display_name,
             scopes=spec.scopes,
             allowed_origins=spec.allowed_origins,
@@ -58,7 +61,7 @@ class CredentialManager(KeyHotPath):
             request_id=spec.request_id,
             request_fingerprint=request_fingerprint(spec) if spec.request_id else "",
             created_by=actor,
-            **extra,
+            rotated_from=rotated_from,
         )
         return record, cred.token
 
@@ -204,10 +207,10 @@ class CredentialManager(KeyHotPath):
         try:
             old_stored, new_stored = self.store.rotate(key_id, new, now + grace, audit)
         except RotateConflict as conflict:
-            state = conflict.current.state_at(now).value
+            current = conflict.current.state_at(now).value
             raise KeyNotRotatable(
-                f"only an active key can be rotated; this key is {state}",
-                metadata={"key_id": key_id, "state": state},
+                f"only an active key can be rotated; this key is {current}",
+                metadata={"key_id": key_id, "state": current},
             ) from None
         except LookupError:
             raise KeyNotFound(key_id) from None

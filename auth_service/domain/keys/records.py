@@ -8,15 +8,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 
 from auth_service.domain.scopes import ALL_SCOPES, effective
 from auth_service.domain.tokens import KeyKind
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class StoredState(Enum):

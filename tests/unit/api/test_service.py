@@ -22,6 +22,7 @@ from auth_service.api import convert, fastpath, service
 from auth_service.api.status import status_for
 from auth_service.app.services import credential_manager
 from auth_service.domain import tokens
+from auth_service.domain.clock import utcnow
 from auth_service.domain.errors import (
     CredentialRevoked,
     FieldViolation,
@@ -32,7 +33,7 @@ from auth_service.domain.errors import (
 )
 from auth_service.domain.keys.hot_path import KNOWN_UNKNOWN
 from auth_service.domain.keys.manager import CredentialManager
-from auth_service.domain.keys.records import KeyRecord, StoredState, utcnow
+from auth_service.domain.keys.records import KeyRecord, StoredState
 from auth_service.domain.tokens import KeyKind
 from auth_service.store import SqlStore
 from tests.conftest import free_port

@@ -9,8 +9,9 @@ from sqlalchemy import exc as sa_exc
 
 from auth_service.domain import tokens
 from auth_service.domain.audit import AuditEvent
+from auth_service.domain.clock import utcnow
 from auth_service.domain.errors import StoreUnavailable
-from auth_service.domain.keys.records import KeyRecord, StoredState, UsageDelta, utcnow
+from auth_service.domain.keys.records import KeyRecord, StoredState, UsageDelta
 from auth_service.domain.ports import RequestIdTaken, RotateConflict
 from auth_service.domain.tokens import KeyKind
 from auth_service.store import SqlStore

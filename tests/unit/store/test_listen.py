@@ -93,7 +93,7 @@ def test_polling_alone_still_delivers_every_change(postgres_url, pepper):
 def test_a_rolled_back_change_notifies_nobody(postgres_url, pepper):
     """NOTIFY is part of the transaction: one that fails after it (here at its audit row) sends nothing."""
     from auth_service.domain.audit import AuditEvent
-    from auth_service.domain.keys.records import utcnow
+    from auth_service.domain.clock import utcnow
     from auth_service.domain.keys.rules import IssueSpec
     from auth_service.domain.tokens import KeyKind
 
@@ -135,7 +135,7 @@ def test_a_rolled_back_changes_gap_is_given_up_once_every_older_transaction_ende
     """A change rolled back after drawing its number leaves a gap that never fills: the follower
     keeps asking for it while any transaction that may hold it runs, and gives it up after."""
     from auth_service.domain.audit import AuditEvent
-    from auth_service.domain.keys.records import utcnow
+    from auth_service.domain.clock import utcnow
     from auth_service.domain.keys.rules import IssueSpec
     from auth_service.domain.tokens import KeyKind
 

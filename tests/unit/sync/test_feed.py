@@ -349,7 +349,7 @@ def test_feed_against_a_real_store(database_url):
     from datetime import timedelta
 
     from auth_service.domain.audit import AuditEvent
-    from auth_service.domain.keys.records import utcnow
+    from auth_service.domain.clock import utcnow
     from auth_service.store import SqlStore
     from tests.support.keys import make_record
 

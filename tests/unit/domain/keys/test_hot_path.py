@@ -18,9 +18,10 @@ from auth_service.app.services import credential_manager
 from auth_service.cache.verified import VerifiedCache
 from auth_service.domain import tokens
 from auth_service.domain.audit import AuditEvent
+from auth_service.domain.clock import utcnow
 from auth_service.domain.errors import AuthError, CredentialUnknown
 from auth_service.domain.keys.hot_path import KNOWN_UNKNOWN
-from auth_service.domain.keys.records import CachedKey, utcnow
+from auth_service.domain.keys.records import CachedKey
 from auth_service.domain.keys.rules import MAX_CALLER, MAX_REQUIRED_SCOPES, IssueSpec
 from auth_service.domain.tokens import KeyKind
 from auth_service.store import SqlStore

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from auth_service.app.services import credential_manager
 from auth_service.domain import tokens
+from auth_service.domain.clock import utcnow
 from auth_service.domain.crypto import Keyring, Pepper
 from auth_service.domain.errors import (
     AdminCredentialRequired,
@@ -39,7 +40,7 @@ from auth_service.domain.errors import (
     WidgetKeyNotApiCredential,
 )
 from auth_service.domain.keys.manager import CredentialManager
-from auth_service.domain.keys.records import KeyState, StoredState, utcnow
+from auth_service.domain.keys.records import KeyState, StoredState
 from auth_service.domain.keys.rules import DEFAULT_PAGE_SIZE, MAX_GRACE, MAX_PAGE_SIZE, IssueSpec
 from auth_service.domain.tokens import KeyKind
 from auth_service.domain.validation import normalize_origin
