@@ -1,7 +1,7 @@
 """The time one ``Authenticate`` call spends in woes-auth's own Python, measured in a loop.
 
 It builds a serving process's objects exactly as ``woes-auth serve`` does (the same
-``auth_service.server.build``, with the settings of the environment: the benchmark's database,
+``auth_service.app.runtime.build``, with the settings of the environment: the benchmark's database,
 pepper and throttle settings), never starts the server, and calls the registered
 ``Authenticate`` handler directly, request deserializer included if it has one (its first frame
 takes the request's bytes and decodes them only when it must), as grpcio would on a serving

@@ -34,12 +34,12 @@ class FeatureServicer:
 
     def _services(self):
         if self.services is None:
-            raise InternalError("this server was built without the credential model services")
+            raise InternalError("this server was built without the services of this RPC")
         return self.services
 
     def _internal_principal(self, context, method: str, permission: str, *, check_permission: bool = True):
         """The verified internal credential of an internal RPC (see
-        :func:`auth_service.service_keys.authenticate_internal`); a refusal is counted."""
+        :func:`auth_service.domain.keys.service_keys.authenticate_internal`); a refusal is counted."""
         try:
             return authenticate_internal(
                 self.manager, convert.bearer(context), permission, check_permission=check_permission

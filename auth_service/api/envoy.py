@@ -171,7 +171,7 @@ class AuthorizationServicer(ext_grpc.AuthorizationServicer):
 
     def __init__(self, manager: CredentialManager, on_refused: Callable[[str, AuthError], None] | None = None):
         """``on_refused(method, error)``: told of every refusal, as the AuthService servicer's
-        failures are counted and audited (:meth:`auth_service.rpc.AuthServicer.count_failure`)."""
+        failures are counted and audited (:meth:`auth_service.api.base.FeatureServicer.count_failure`)."""
         self.manager = manager
         self.on_refused = on_refused
 
@@ -195,7 +195,7 @@ class AuthorizationServicer(ext_grpc.AuthorizationServicer):
 
 
 def add_to_server(servicer: AuthorizationServicer, server: grpc.Server, gate=None) -> None:
-    """Register ``Check``; ``gate`` (a :class:`auth_service.interceptors.CallGate`) wraps it once."""
+    """Register ``Check``; ``gate`` (a :class:`auth_service.api.gate.CallGate`) wraps it once."""
     if gate is None:
         ext_grpc.add_AuthorizationServicer_to_server(servicer, server)
         return

@@ -60,16 +60,15 @@ def authenticate_front(
     ``front(request, context)`` answers a grant of the probe itself and passes anything else on
     as ``rest(request, context, found)`` (``found``: the probe's refusal, or ``None``). The gate
     makes it the call's first frame when nothing is decided before the probe (see
-    :meth:`auth_service.interceptors.CallGate.wrap`). One Python call fewer than probe and
-    gate apart: in a serving process a call's code is out of the processor's caches, and
-    there a Python call costs about a microsecond (see :meth:`CredentialManager.probe`).
+    :meth:`auth_service.api.gate.CallGate.wrap`): one Python call fewer than probe and gate
+    apart (see :meth:`CredentialManager.probe`).
 
     With ``decode`` (the method's request deserializer), ``front(wire, context)`` takes the
     request's bytes, as grpcio passes them to a handler registered without a deserializer:
     a repeat of a granted request is answered from them alone
     (:meth:`CredentialManager.probe_wire`), and so is a repeat of one the negative cache
     refused, through ``refuse(context, key_id, error)`` (the gate's accounting of a refusal,
-    see :meth:`~auth_service.interceptors.CallGate.wrap`) when it takes it; anything else is
+    see :meth:`~auth_service.api.gate.CallGate.wrap`) when it takes it; anything else is
     decoded with ``decode`` and goes on as above, a grant or a negative refusal being
     remembered by its bytes, and so is a refusal of the full rule that the negative cache
     holds once it was made (the first sight of a made-up credential)."""

@@ -37,7 +37,7 @@ The policy file (``WOES_AUTH_POLICY_FILE``, ``.json`` or ``.toml``)::
     throttled = ["lab-runner"]      # callers whose failed authentications are their own
 
 ``throttled`` lists the callers whose failed authentications are charged to a
-bucket of their own (``WOES_AUTH_THROTTLE_CALLER``; see :mod:`auth_service.throttle`):
+bucket of their own (``WOES_AUTH_THROTTLE_CALLER``; see :mod:`auth_service.api.throttle`):
 only callers that authenticate their own credentials, never a gateway that
 forwards its users' (one user's failures would lock every user out).
 ``anonymous`` there throttles plaintext callers, each by its address. No caller

@@ -67,7 +67,7 @@ def _serialize(message) -> bytes:
 def add_to_server(servicer: AuthServicer, server: grpc.Server, gate=None) -> None:
     """Register the service with decoders that turn undecodable requests into INVALID_ARGUMENT.
 
-    ``gate`` (an :class:`auth_service.interceptors.CallGate`) wraps each handler here, once,
+    ``gate`` (an :class:`auth_service.api.gate.CallGate`) wraps each handler here, once,
     rather than as a server interceptor that would run on every call in the server's polling
     thread; ``Authenticate`` hands it its cache probe to try before anything else.
     """

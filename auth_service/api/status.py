@@ -84,7 +84,7 @@ def refuse(context: grpc.ServicerContext, error: AuthError) -> None:
     For handlers registered without a response serializer only: grpcio then ends the call with
     the status set on the context, exactly as after :func:`abort`, but without an exception
     travelling up through every frame of the handler, which the refusals of a flood of made-up
-    credentials would pay on every call. ``tests/test_rpc_server.py`` checks every reason of
+    credentials would pay on every call. ``tests/integration/test_rpc_server.py`` checks every reason of
     ``Authenticate`` over a real server, trailer included.
     """
     return set_status(context, grpc_status(error))

@@ -17,7 +17,7 @@ bucket; buckets refill at a steady rate up to their burst size (``WOES_AUTH_THRO
 While its bucket is empty, the caller's calls are refused before any work with
 ``RESOURCE_EXHAUSTED`` and the time until a token is back, unless the credential was verified
 recently and is still live (answered from the verified cache alone, see
-:func:`auth_service.interceptors.cached_and_live`).
+:func:`auth_service.domain.keys.authenticate.KeyAuthenticator.cached_and_live`).
 
 Which buckets are empty is kept apart (``blocked``, with the time each has a token again), so
 that once every bucket has a token again, calls go back to costing one truthiness test. A bucket

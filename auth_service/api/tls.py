@@ -6,7 +6,7 @@ certificate names its service in a subject alternative name of type URI:
     spiffe://woes/service/<name>
 
 where ``<name>`` is 1 to 64 characters of ``a-z 0-9 . _ -``. That name is the
-caller's identity in the policy file (:mod:`auth_service.policy`). Only URI
+caller's identity in the policy file (:mod:`auth_service.api.policy`). Only URI
 SANs count: the same text in a DNS or email SAN names nobody. A certificate
 without such a URI SAN, or with URI SANs naming two services (but signed by
 the client CA), is the identity ``unnamed``, which gets only the policy's

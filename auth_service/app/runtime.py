@@ -102,8 +102,7 @@ class Runtime:
 # Python's default starts a young-generation collection every 700 net container allocations. A
 # serving process keeps every in-flight call's objects alive across those collections, promotes
 # them, and then pays for full collections over a heap that start-up made large (SQLAlchemy,
-# protobuf descriptors, the cache): measured under load, a full collection every few seconds,
-# each pausing every call for ~100 ms. See tune_gc().
+# protobuf descriptors, the cache), each pausing every call in flight. See tune_gc().
 GC_YOUNG_THRESHOLD = 20_000
 
 
@@ -133,11 +132,8 @@ def new_grpc_server(
 
     ``threads`` (``WOES_AUTH_THREADS``, default 2) run the handlers. Few threads are faster here:
     grpcio hands each call from its polling thread to the pool, and while a thread of the pool is
-    busy the next call waits in the queue for it instead of waking an idle thread. In one
-    measurement (one process, 32 calls in flight), 4 threads served 1.6 times the calls/s of 16,
-    with 40 % fewer context switches per call, the baseline and woes-auth alike; with 2, woes-auth
-    served 1.1 to 1.25 times the calls/s of 4 and the baseline the same (2 workers, 64 calls in
-    flight). A handler waiting on the store (a miss, an admin RPC) holds its thread, not the
+    busy the next call waits in the queue for it instead of waking an idle thread, with fewer
+    context switches per call (docs/performance.md). A handler waiting on the store (a miss, an admin RPC) holds its thread, not the
     interpreter: with a slow store (a remote database) raise it.
     """
     return grpc.server(

@@ -29,7 +29,7 @@ class GrantMemo:
     its credential again. The memo decides nothing itself: a repeat is granted only while the very
     same entry object is in the verified cache (an invalidation, an eviction or a reload replaces
     or removes it, and then the memo's record counts for nothing), within its TTL and validity,
-    the change feed fresh; see :meth:`auth_service.credentials.CredentialManager.probe_wire`.
+    the change feed fresh; see :meth:`auth_service.domain.keys.hot_path.KeyHotPath.probe_wire`.
 
     Refusals of the negative cache are remembered the same way, apart: the digest of the refused
     credential and the key id it names (what a refusal is charged to). A repeat is refused from

@@ -82,7 +82,7 @@ class VerifiedCache:
         # "probe_negative_hits": negative hits of the hot path's probe, each also a miss of the
         # verified cache (one count instead of two on the path of a flood).
         # "probe_grants": hits of the hot path's probe that granted the call, each also an ``ok``
-        # outcome of Authenticate (counted once, here: see auth_service.stats.Outcomes).
+        # outcome of Authenticate (counted once, here: see auth_service.ops.stats.Outcomes).
         self._counts = ThreadCounters("hits", "misses", "negative_hits", "probe_negative_hits", "probe_grants")
         # Grants by the request that earned them, as many as there are verified entries (the memo
         # refers to entries and grants only through them: see GrantMemo); refusals of the negative

@@ -19,10 +19,10 @@ primary (new records and re-wraps use it; the others only decrypt); an
 operator passphrase may be given instead and is stretched into a KEK with
 argon2id; with nothing configured a development KEK file is used beside the
 database where configuration allows development keys (the caller decides:
-:meth:`auth_service.config.Settings.development_keys_allowed`), as for the pepper.
+:meth:`auth_service.app.config.Settings.development_keys_allowed`), as for the pepper.
 
 Which key seals new records is agreed by the whole deployment through the
-database (:mod:`auth_service.store.kek_sql`), not by each ring's first entry:
+database (:mod:`auth_service.store.kek`), not by each ring's first entry:
 callers pass that key id to :meth:`KekRing.seal` and :meth:`KekRing.rewrap`.
 """
 

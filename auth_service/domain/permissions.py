@@ -1,6 +1,6 @@
 """Internal permissions: the one power each internal service needs, held by an internal credential.
 
-An internal credential (``woes_ik_...``, :attr:`auth_service.tokens.KeyKind.INTERNAL`)
+An internal credential (``woes_ik_...``, :attr:`auth_service.domain.tokens.KeyKind.INTERNAL`)
 carries one or more of the permissions below in its stored ``scopes`` and calls
 exactly the RPCs they name: it is no admin credential (admin RPCs refuse it) and no
 API credential (``Authenticate`` refuses it). Admin credentials carry no

@@ -111,7 +111,7 @@ def is_key_id(value: str) -> bool:
 def key_id_of(token: str) -> str:
     """The key id a credential-shaped string names (``woes_xx_<key id>_...``), or ``""``; nothing
     else of it is validated. What the call gate charges a refusal to, and the grant memo records
-    of a refusal (:class:`auth_service.cache.GrantMemo`)."""
+    of a refusal (:class:`auth_service.cache.memo.GrantMemo`)."""
     if len(token) > 20 and token.startswith("woes_") and token[7] == "_" and token[20] == "_":
         key_id = token[8:20]  # KEY_ID_LEN characters: is_key_id() without its call (a refusal's path)
         if key_id.isascii() and key_id.isalnum():

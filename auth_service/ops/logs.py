@@ -81,7 +81,7 @@ class NativeStderrRedactor:
     ``native``) to the original stderr, which is also where :func:`setup` points
     the regular log handler.
 
-    The reader is a small child process (``python -m auth_service.logs``), not a
+    The reader is a small child process (``python -m auth_service.ops.logs``), not a
     thread: a thread would need this process's GIL to drain the pipe, while a
     gRPC core thread blocked on a full pipe can hold a lock that the GIL's holder
     is waiting for. With verbose tracing that deadlocked the server; a separate

@@ -6,7 +6,7 @@ change made through any process is therefore applied by every process within
 ``interval`` plus one query's time of its commit.
 
 Where the store can push changes (PostgreSQL LISTEN/NOTIFY, see
-:mod:`auth_service.store.pg_listen`), a listener thread wakes the follower as
+:mod:`auth_service.store.listen`), a listener thread wakes the follower as
 soon as a change commits, so the delay is one notification plus one query
 (milliseconds); the polling goes on underneath as the fallback and safety net.
 

@@ -16,6 +16,8 @@ from woes.auth.v1 import auth_service_pb2 as pb
 from auth_service.api import tls
 from auth_service.app.config import Settings
 from auth_service.domain.errors import ConfigError
+from auth_service.domain.keys.rules import IssueSpec
+from auth_service.domain.tokens import KeyKind
 from tests import conftest
 from tests.conftest import free_port, new_pepper_text, server_log_path, start_live_server
 from tests.support.tls import dev_certs, other_ca_certs, stub, tls_channel, tls_settings
@@ -236,8 +238,13 @@ def test_keys_command_speaks_mtls(sqlite_url, pepper, tmp_path, monkeypatch, cap
         base = ["keys", "--server", f"localhost:{srv.runtime.port}", "--tls-ca", str(certs / "ca.pem")]
         as_admin_tool = ["--tls-cert", str(certs / "admin-tool.pem"), "--tls-key", str(certs / "admin-tool-key.pem")]
         as_gateway = ["--tls-cert", str(certs / "gateway.pem"), "--tls-key", str(certs / "gateway-key.pem")]
+        # ListKeys shows workspace keys only (never the admin key the server was started with).
+        srv.manager.issue_key(
+            "admin:test",
+            IssueSpec("ws-mtls", KeyKind.SERVER, display_name="listed over mtls", scopes=("messages:read",)),
+        )
         assert cli.main([*base, *as_admin_tool, "list"]) == 0
-        assert '"display_name": "test admin"' in capsys.readouterr().out
+        assert '"display_name": "listed over mtls"' in capsys.readouterr().out
         assert cli.main([*base, *as_gateway, "list"]) == 1
         assert "PERMISSION_DENIED CALLER_NOT_ALLOWED" in capsys.readouterr().err
     finally:

@@ -81,7 +81,7 @@ class KeyAuthenticator:
         return self._load(cred, digest)
 
     def follow(self, feed: FeedClock) -> None:
-        """Trust the cache only while ``feed`` (a :class:`auth_service.feed.ChangeFeedFollower`, or
+        """Trust the cache only while ``feed`` (a :class:`auth_service.sync.feed.ChangeFeedFollower`, or
         anything with a ``last_success`` monotonic time) was read within :attr:`outage_window`."""
         self.feed = feed
 

@@ -72,9 +72,9 @@ class KeyHotPath(KeyAuthenticator):
         """A repeat of a request :meth:`probe` answered before, answered again from its bytes alone.
 
         ``fingerprint`` is the memo's keyed hash of a request's exact bytes
-        (:meth:`auth_service.cache.GrantMemo.fingerprint`; the caller computes it from
+        (:meth:`auth_service.cache.memo.GrantMemo.fingerprint`; the caller computes it from
         :meth:`new_fingerprint`, and gives it to :meth:`probe` with the fields decoded from the
-        bytes when it was answered: see :class:`auth_service.cache.GrantMemo`).
+        bytes when it was answered: see :class:`auth_service.cache.memo.GrantMemo`).
 
         * The grant's entry, counted and recorded as :meth:`probe` does, when the memo holds a
           grant of these bytes and the entry that made it is still the one cached for the
@@ -90,9 +90,8 @@ class KeyHotPath(KeyAuthenticator):
           request and asks :meth:`probe`).
 
         What this saves a granted call: decoding the request, reading its three fields and the
-        HMAC of its credential (about 19,000 of the 30,000 instructions a granted call cost
-        beyond the benchmark's baseline, counted by ``bench/instructions.py``); a refused one, the
-        same and the probe's refusal checks."""
+        HMAC of its credential; a refused one, the same and the probe's refusal checks
+        (``bench/instructions.py`` counts what each costs)."""
         record = self._memo_lookup(fingerprint)
         if record is None:
             refusal = self._refusal_lookup(fingerprint)
@@ -139,10 +138,8 @@ class KeyHotPath(KeyAuthenticator):
         deque's append are C methods bound once (:meth:`VerifiedCache.hot_path`,
         :attr:`UsageRecorder.calls`), and the feed's freshness is an attribute read. In a serving
         process a call finds its code and data out of the processor's caches (gRPC's own work ran
-        in between), and there a Python call costs about a microsecond: with the caches emptied
-        before each call (as ``bench/handler_time.py`` measures), a warm call took about 21 us
-        through the separate cache, usage, feed and counter methods and 18 us so; in a serving
-        process, about 4 us less server CPU per call.
+        in between), where every Python call fewer counts (``bench/handler_time.py`` measures a
+        call so).
 
         ``fingerprint``: the memo's keyed hash of the request these fields were decoded from, if
         the caller has its bytes; a grant is then remembered for :meth:`probe_wire` to repeat,

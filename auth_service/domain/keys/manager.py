@@ -116,7 +116,7 @@ class CredentialManager(KeyHotPath):
 
     def bootstrap_admin(self, display_name: str = "bootstrap admin", actor: str = "bootstrap-admin") -> Issued:
         """A new admin key, with no internal permission: those belong to internal credentials
-        (:mod:`auth_service.service_keys`). For the local command with database access only."""
+        (:mod:`auth_service.domain.keys.service_keys`). For the local command with database access only."""
         return self.bootstrap_service_key(KeyKind.ADMIN, display_name, (), actor, "admin.bootstrap")
 
     def bootstrap_service_key(

@@ -2,7 +2,7 @@
 
 * An admin credential (``woes_ak_``) calls the admin RPCs and holds no internal permission.
 * An internal credential (``woes_ik_``) holds one or more internal permissions
-  (:mod:`auth_service.permissions`) and calls exactly the RPCs they name: no admin RPC
+  (:mod:`auth_service.domain.permissions`) and calls exactly the RPCs they name: no admin RPC
   (:meth:`CredentialManager.authenticate_admin` refuses its kind), no public API
   (``Authenticate`` and ``VerifyWidgetKey`` refuse its kind).
 

@@ -1,4 +1,4 @@
-"""auth_service.counters: per-thread counters lose no count and read as totals."""
+"""auth_service.cache.counters: per-thread counters lose no count and read as totals."""
 
 from __future__ import annotations
 
