@@ -27,7 +27,7 @@ from auth_service.domain.keys.records import Principal
 from auth_service.domain.keys.rules import IssueSpec
 from auth_service.ops.stats import Outcomes
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("auth_service.rpc")  # every servicer's logger (api/base.py)
 
 _KNOWN_UNKNOWN_STATUS = grpc_status(KNOWN_UNKNOWN)
 

@@ -23,7 +23,7 @@ from auth_service.api.status import abort
 from auth_service.api.test_credentials import TestCredentialServicer
 from auth_service.domain.errors import AuthError, FieldViolation, InternalError, InvalidArgument
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("auth_service.rpc")  # every servicer's logger (api/base.py)
 
 SERVICE_NAME = "woes.auth.v1.AuthService"
 
