@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 
 venv: $(STAMP)
 
-# Regenerate the Python code of the contract (committed; see tests/test_protos.py).
+# Regenerate the Python code of the contract (committed; see tests/unit/app/test_protogen.py).
 protos: $(STAMP)
-	$(BIN)/python -m auth_service.protogen $(GEN)
+	$(BIN)/python -m auth_service.app.protogen $(GEN)
 	$(BIN)/python -m grpc_tools.protoc -Iexamples/conversations/protos --python_out=$(EXAMPLE_GEN) \
 	  --pyi_out=$(EXAMPLE_GEN) --grpc_python_out=$(EXAMPLE_GEN) woes_conversations.proto
 
@@ -48,13 +48,17 @@ fuzz: $(STAMP)
 	rm -rf .fuzz && mkdir -p .fuzz/corpus .fuzz/crashes && cp tests/corpus/* .fuzz/corpus/
 	$(BIN)/python -m fuzz.fuzz_parsers -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.fuzz/crashes/ .fuzz/corpus
 
+# Style, the import rules of docs/architecture.md (import-linter, [tool.importlinter] in pyproject.toml)
+# and the types of the domain and the client package (mypy, [tool.mypy]).
 lint: $(STAMP)
 	$(BIN)/ruff check auth_service clients/python/src/woes_auth_client tests bench examples fuzz
 	$(BIN)/ruff format --check auth_service clients/python/src/woes_auth_client tests bench examples fuzz
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 fmt: $(STAMP)
 	$(BIN)/ruff format auth_service clients/python/src/woes_auth_client tests bench examples fuzz
 	$(BIN)/ruff check --fix auth_service clients/python/src/woes_auth_client tests bench examples fuzz
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info clients/python/src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache build *.egg-info clients/python/src/*.egg-info

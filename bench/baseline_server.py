@@ -29,9 +29,10 @@ from pathlib import Path
 
 import grpc
 
-from auth_service import rpc
-from auth_service import server as server_mod
-from auth_service.config import Settings
+from auth_service.api import service
+from auth_service.app import process
+from auth_service.app import runtime as server_mod
+from auth_service.app.config import Settings
 
 
 def spin(n: int) -> None:
@@ -83,8 +84,8 @@ def serve_worker(index: int, listen: str, response: bytes, ready_dir: Path, pyth
     handlers = {"Authenticate": grpc.unary_unary_rpc_method_handler(authenticate)}
     server = server_mod.new_grpc_server(threads=Settings.from_env().threads)  # WOES_AUTH_THREADS, as woes-auth
     server_mod.tune_gc()  # the same process settings as a woes-auth worker
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(rpc.SERVICE_NAME, handlers),))
-    server.add_registered_method_handlers(rpc.SERVICE_NAME, handlers)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(service.SERVICE_NAME, handlers)
     if server.add_insecure_port(listen) == 0:
         return 1
     server.start()
@@ -104,7 +105,7 @@ def main() -> int:
     parser.add_argument("--python-us", type=float, default=0.0, help="microseconds of pure Python per call")
     args = parser.parse_args()
     response = args.response_file.read_bytes()
-    return server_mod.supervise(
+    return process.supervise(
         args.workers, lambda i: serve_worker(i, args.listen, response, args.ready_dir, args.python_us)
     )
 

@@ -1,7 +1,7 @@
 """The time one ``Authenticate`` call spends in woes-auth's own Python, measured in a loop.
 
 It builds a serving process's objects exactly as ``woes-auth serve`` does (the same
-``auth_service.server.build``, with the settings of the environment: the benchmark's database,
+``auth_service.app.runtime.build``, with the settings of the environment: the benchmark's database,
 pepper and throttle settings), never starts the server, and calls the registered
 ``Authenticate`` handler directly, request deserializer included if it has one (its first frame
 takes the request's bytes and decodes them only when it must), as grpcio would on a serving
@@ -28,12 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from auth_service import rpc  # noqa: E402
-from auth_service import server as server_mod  # noqa: E402
-from auth_service.config import Settings, load_pepper  # noqa: E402
-from auth_service.rpc import pb  # noqa: E402
+from woes.auth.v1 import auth_service_pb2 as pb  # noqa: E402
 
-METHOD = f"/{rpc.SERVICE_NAME}/Authenticate"
+from auth_service.api.service import SERVICE_NAME  # noqa: E402
+from auth_service.app import runtime as server_mod  # noqa: E402
+from auth_service.app.config import Settings, load_pepper  # noqa: E402
+
+METHOD = f"/{SERVICE_NAME}/Authenticate"
 
 
 class _Recorder:

@@ -41,10 +41,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import run as bench  # noqa: E402
+from woes.auth.v1 import auth_service_pb2 as pb  # noqa: E402
+from woes.auth.v1 import resources_pb2 as res  # noqa: E402
 
-from auth_service import tokens  # noqa: E402
-from auth_service.crypto import Keyring, Pepper  # noqa: E402
-from auth_service.rpc import pb, res  # noqa: E402
+from auth_service.domain import tokens  # noqa: E402
+from auth_service.domain.crypto import Keyring, Pepper  # noqa: E402
 
 
 def callgrind_total(text: str) -> int:

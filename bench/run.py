@@ -67,12 +67,13 @@ from woes.auth.v1 import auth_service_pb2 as pb  # noqa: E402
 from woes.auth.v1 import auth_service_pb2_grpc as pb_grpc  # noqa: E402
 from woes.auth.v1 import resources_pb2 as res  # noqa: E402
 
-from auth_service import tokens  # noqa: E402
-from auth_service.credentials import CredentialManager  # noqa: E402
-from auth_service.crypto import Keyring, Pepper  # noqa: E402
-from auth_service.models import KeyRecord, utcnow  # noqa: E402
-from auth_service.store import SqlStore  # noqa: E402
-from auth_service.store import sql as sql_store  # noqa: E402
+from auth_service.app.services import credential_manager  # noqa: E402
+from auth_service.domain import tokens  # noqa: E402
+from auth_service.domain.clock import utcnow  # noqa: E402
+from auth_service.domain.crypto import Keyring, Pepper  # noqa: E402
+from auth_service.domain.keys.records import KeyRecord  # noqa: E402
+from auth_service.store import SqlStore, schema  # noqa: E402
+from auth_service.store import keys as sql_store  # noqa: E402
 
 METHOD = "/woes.auth.v1.AuthService/Authenticate"
 SCOPES = ("conversations:write", "messages:read")
@@ -348,7 +349,7 @@ class BaselineServer:
 def seed(url: str, pepper: Pepper, n_keys: int) -> tuple[list[str], str]:
     """``n_keys`` server keys (bulk insert) and one admin key; returns their secrets."""
     store = SqlStore(url)
-    admin = CredentialManager(store, pepper).bootstrap_admin("bench admin").secret
+    admin = credential_manager(store, pepper).bootstrap_admin("bench admin").secret
     store.close()
     now = utcnow()
     secrets_out = []
@@ -368,11 +369,11 @@ def seed(url: str, pepper: Pepper, n_keys: int) -> tuple[list[str], str]:
             hint=tokens.hint(cred.token),
             create_time=now,
         )
-        rows.append(sql_store._record_to_row(record))
+        rows.append(sql_store.record_to_row(record))
     engine = create_engine(url)
     with engine.begin() as conn:
         for start in range(0, len(rows), 5000):
-            conn.execute(insert(sql_store.keys), rows[start : start + 5000])
+            conn.execute(insert(schema.keys), rows[start : start + 5000])
     engine.dispose()
     return secrets_out, admin
 

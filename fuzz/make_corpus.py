@@ -14,7 +14,7 @@ from pathlib import Path
 
 from woes.auth.v1 import auth_service_pb2 as pb
 
-from auth_service import tokens
+from auth_service.domain import tokens
 from fuzz import targets
 
 

@@ -4,7 +4,7 @@ An input is one selector byte followed by the payload. The selector picks the
 parser (``TARGETS[data[0] % len(TARGETS)]``). Every target raises
 ``AssertionError`` when a property breaks and lets nothing else escape, so
 both atheris (coverage-guided, ``make fuzz``) and the corpus replay in
-``tests/test_corpus.py`` treat any exception as a finding.
+``tests/integration/test_corpus.py`` treat any exception as a finding.
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from collections.abc import Callable
 from google.protobuf import message_factory
 from woes.auth.v1 import auth_service_pb2 as pb
 
-from auth_service import logs, rpc, tokens
-from auth_service.credentials import CredentialManager, _decode_page_token, _encode_page_token, normalize_origin
-from auth_service.errors import CredentialMalformed
+from auth_service.api import fastpath
+from auth_service.domain import tokens
+from auth_service.domain.errors import CredentialMalformed
+from auth_service.domain.keys.manager import CredentialManager
+from auth_service.domain.keys.rules import decode_page_token, encode_page_token
+from auth_service.domain.validation import normalize_origin
+from auth_service.ops import logs
 
 REQUEST_TYPES = tuple(
     message_factory.GetMessageClass(m.input_type) for m in pb.DESCRIPTOR.services_by_name["AuthService"].methods
@@ -30,7 +34,7 @@ def _text(payload: bytes) -> str:
 def target_token(payload: bytes) -> None:
     """tokens.parse (and the manager's length-checked parse) only ever raise CredentialMalformed."""
     text = _text(payload)
-    for parse in (tokens.parse, CredentialManager._parse):
+    for parse in (tokens.parse, CredentialManager.parse):
         try:
             cred = parse(text)
         except CredentialMalformed as exc:
@@ -53,7 +57,7 @@ def target_page_token(payload: bytes) -> None:
     """Page tokens decode to None or a (timezone-aware time, key id) pair; never raise."""
     text = _text(payload)
     workspace, _, token = text.partition("\n")
-    decoded = _decode_page_token(token, workspace)
+    decoded = decode_page_token(token, workspace)
     if decoded is not None:
         when, key_id = decoded
         assert when.tzinfo is not None and tokens.is_key_id(key_id)
@@ -66,11 +70,11 @@ def target_redact(payload: bytes) -> None:
 
 
 def _deserializer_target(message_cls) -> Callable[[bytes], None]:
-    deserialize = rpc._safe_deserializer(message_cls)
+    deserialize = fastpath.safe_deserializer(message_cls)
 
     def target(payload: bytes) -> None:
         message = deserialize(payload)
-        assert message is rpc._UNDECODABLE or isinstance(message, message_cls)
+        assert message is fastpath.UNDECODABLE or isinstance(message, message_cls)
 
     target.__name__ = f"target_decode_{message_cls.__name__}"
     return target
@@ -96,4 +100,4 @@ def selector(name: str) -> int:
     return TARGET_NAMES.index(name)
 
 
-__all__ = ["one_input", "selector", "TARGETS", "TARGET_NAMES", "REQUEST_TYPES", "_encode_page_token"]
+__all__ = ["one_input", "selector", "TARGETS", "TARGET_NAMES", "REQUEST_TYPES", "encode_page_token"]

@@ -2,8 +2,12 @@
 
 Every credential minted in this process is recorded in ``MINTED`` and every log
 line of the suite (in-process and from subprocess servers started through
-``server_log_path``) is written under ``LOG_DIR``; ``test_zz_no_secrets_in_logs``
-runs last and scans them all.
+``server_log_path``) is written under ``LOG_DIR``; when the session ends, whichever tests ran,
+``pytest_sessionfinish`` scans them all and fails the run if one holds a secret.
+
+Helpers the tests share live in ``tests/support``; tests are in ``tests/unit`` (one module,
+in-process), ``tests/integration`` (a real server over a real channel, SQLite and PostgreSQL) and
+``tests/process`` (subprocesses: the CLI, ``make run``, fresh virtual environments).
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ import grpc
 import pytest
 from woes.auth.v1 import auth_service_pb2_grpc
 
-from auth_service import logs, tokens
-from auth_service import server as server_mod
-from auth_service.config import Settings
-from auth_service.credentials import CredentialManager
-from auth_service.crypto import Keyring, Pepper
-from tests.venv_helpers import client_only_venv
+from auth_service.app import runtime as server_mod
+from auth_service.app.config import Settings
+from auth_service.domain import tokens
+from auth_service.domain.crypto import Keyring, Pepper
+from auth_service.domain.keys.manager import CredentialManager
+from auth_service.ops import logs
+from tests.support.log_scan import leaked_secrets
+from tests.support.venv import client_only_venv
 
 # -- secrets and logs of the whole run ----------------------------------------
 
@@ -77,7 +83,7 @@ def pytest_configure(config):
 
 
 def server_log_path(name: str) -> Path:
-    """A file for a subprocess server's output; scanned by the last test."""
+    """A file for a subprocess server's output; scanned when the session ends."""
     assert LOG_DIR is not None
     return LOG_DIR / f"{name}-{uuid.uuid4().hex[:8]}.log"
 
@@ -172,11 +178,19 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Under CI=true a skipped PostgreSQL test fails the run, whatever made it skip."""
+    """The run fails if a log line of the suite holds a secret the suite made, or (under CI=true) if
+    a PostgreSQL test was skipped, whatever made it skip."""
+    failures: list[str] = []
+    if LOG_DIR is not None and LOG_DIR.is_dir():
+        leaked = leaked_secrets(LOG_DIR, MINTED | OTHER_SECRETS)
+        if leaked:
+            failures.append(f"secrets found in the logs of this run ({LOG_DIR}): {leaked}")
     if _ci() and _PG_SKIPPED:
+        failures.append(f"CI=true but {len(_PG_SKIPPED)} PostgreSQL test(s) were skipped:")
+        failures += _PG_SKIPPED[:20]
+    if failures:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        lines = [f"CI=true but {len(_PG_SKIPPED)} PostgreSQL test(s) were skipped:"] + _PG_SKIPPED[:20]
-        for line in lines:
+        for line in failures:
             if reporter is not None:
                 reporter.write_line(line, red=True)
             else:

@@ -17,9 +17,7 @@ with the tables the code declares (review it before committing).
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import pkgutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -28,14 +26,14 @@ from pathlib import Path
 from sqlalchemy import MetaData, create_engine, inspect, text
 from sqlalchemy.engine import Engine
 
+from auth_service.store import schema
+
 log = logging.getLogger(__name__)
 logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-SCRIPT_LOCATION = "auth_service:migrations"
+SCRIPT_LOCATION = "auth_service.store:migrations"
 VERSION_TABLE = "alembic_version"
 UPGRADE_COMMAND = "woes-auth db upgrade"
-# Modules that declare tables on the shared metadata, besides every module of this package.
-TABLE_MODULES: tuple[str, ...] = ("auth_service.store.sql",)
 _PG_LOCK_ID = 0x776F_6573  # "woes": serialises concurrent upgrades of one PostgreSQL database
 
 
@@ -65,17 +63,8 @@ class SchemaStatus:
 
 
 def target_metadata() -> MetaData:
-    """The metadata holding every table of the service (imports every module that declares tables)."""
-    from . import __name__ as package_name
-    from . import __path__ as package_path
-
-    for module in TABLE_MODULES:
-        importlib.import_module(module)
-    for info in pkgutil.iter_modules(package_path):
-        importlib.import_module(f"{package_name}.{info.name}")
-    from .sql import metadata
-
-    return metadata
+    """The metadata holding every table of the service (:mod:`auth_service.store.schema`)."""
+    return schema.metadata
 
 
 def configure_context_options(metadata: MetaData) -> dict:

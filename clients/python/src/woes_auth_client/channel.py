@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -158,7 +159,7 @@ class ChannelSettings:
         return grpc.aio.insecure_channel(self.target, options=self.options())
 
 
-def settings_from_env(env: dict[str, str] | None = None, **overrides) -> tuple[ChannelSettings, float]:
+def settings_from_env(env: dict[str, str] | None = None, **overrides: Any) -> tuple[ChannelSettings, float]:
     """Channel settings and the default timeout from ``WOES_AUTH_*`` environment variables.
 
     ``WOES_AUTH_TARGET`` (required), ``WOES_AUTH_TLS_CA``, ``WOES_AUTH_TLS_CERT``,

@@ -9,7 +9,8 @@ calls that are safe to repeat, and turns every failure into a typed
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from woes.auth.v1 import auth_service_pb2 as pb
@@ -20,6 +21,9 @@ from .cache import MicroCache
 from .channel import DEFAULT_TIMEOUT, ChannelSettings, RetryPolicy, TLSConfig, settings_from_env
 from .errors import from_rpc_error
 from .types import ConversationAccess, Principal, WidgetKey
+
+if TYPE_CHECKING:
+    from typing import Self
 
 _DEFAULT_RETRY = RetryPolicy()
 
@@ -56,7 +60,7 @@ class _Base:
         self.cache = cache
 
     @classmethod
-    def from_env(cls, *, caller: str = "", cache: MicroCache | None = None, **settings_overrides):
+    def from_env(cls, *, caller: str = "", cache: MicroCache | None = None, **settings_overrides: Any) -> Self:
         """A client configured by ``WOES_AUTH_*`` environment variables (see :func:`settings_from_env`)."""
         settings, timeout = settings_from_env(**settings_overrides)
         return cls(settings.target, caller=caller, timeout=timeout, cache=cache, settings=settings)
@@ -65,7 +69,9 @@ class _Base:
         mode = "tls" if self.settings.secure() else "plaintext"
         return f"{type(self).__name__}(target={self.settings.target!r}, {mode}, timeout={self.timeout})"
 
-    def _auth_request(self, credential: str, required_scopes: Iterable[str], caller: str | None):
+    def _auth_request(
+        self, credential: str, required_scopes: Iterable[str], caller: str | None
+    ) -> tuple[Any, bytes | None]:
         scopes = tuple(required_scopes)
         key = self.cache.key(credential, scopes) if self.cache is not None else None
         request = pb.AuthenticateRequest(
@@ -77,7 +83,7 @@ class _Base:
 class AuthClient(_Base):
     """Blocking client. Thread-safe; create one per process and reuse it."""
 
-    def __init__(self, target: str, **kwargs):
+    def __init__(self, target: str, **kwargs: Any):
         super().__init__(target, **kwargs)
         self._lock = threading.Lock()
         self._channel: grpc.Channel | None = None
@@ -93,7 +99,7 @@ class AuthClient(_Base):
                     self._stub = pb_grpc.AuthServiceStub(self._channel)
         return self._stub
 
-    def _call(self, method, request, timeout: float | None, metadata=None):
+    def _call(self, method: Callable[..., Any], request: Any, timeout: float | None, metadata: Any = None) -> Any:
         try:
             return method(request, timeout=self.timeout if timeout is None else timeout, metadata=metadata)
         except grpc.RpcError as rpc_error:
@@ -112,14 +118,15 @@ class AuthClient(_Base):
     ) -> Principal:
         """Verify a server API credential (and that it grants ``required_scopes``); raise an AuthError if not."""
         request, key = self._auth_request(credential, required_scopes, caller)
-        if key is not None:
-            cached = self.cache.get(key)
+        cache = self.cache
+        if key is not None and cache is not None:
+            cached = cache.get(key)
             if cached is not None:
                 return cached
         response = self._call(self.stub.Authenticate, request, timeout)
         principal = Principal.from_pb(response.principal)
-        if key is not None:
-            self.cache.put(key, principal)
+        if key is not None and cache is not None:
+            cache.put(key, principal)
         return principal
 
     def verify_widget_key(self, public_key: str, origin: str = "", *, timeout: float | None = None) -> WidgetKey:
@@ -152,14 +159,14 @@ class AuthClient(_Base):
     def __enter__(self) -> AuthClient:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 class AsyncAuthClient(_Base):
     """grpc.aio client. Its channel is made on first use, inside the event loop that uses it."""
 
-    def __init__(self, target: str, **kwargs):
+    def __init__(self, target: str, **kwargs: Any):
         super().__init__(target, **kwargs)
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.AuthServiceStub | None = None
@@ -171,7 +178,7 @@ class AsyncAuthClient(_Base):
             self._stub = pb_grpc.AuthServiceStub(self._channel)
         return self._stub
 
-    async def _call(self, method, request, timeout: float | None, metadata=None):
+    async def _call(self, method: Callable[..., Any], request: Any, timeout: float | None, metadata: Any = None) -> Any:
         try:
             return await method(request, timeout=self.timeout if timeout is None else timeout, metadata=metadata)
         except grpc.RpcError as rpc_error:
@@ -188,14 +195,15 @@ class AsyncAuthClient(_Base):
     ) -> Principal:
         """Verify a server API credential (and that it grants ``required_scopes``); raise an AuthError if not."""
         request, key = self._auth_request(credential, required_scopes, caller)
-        if key is not None:
-            cached = self.cache.get(key)
+        cache = self.cache
+        if key is not None and cache is not None:
+            cached = cache.get(key)
             if cached is not None:
                 return cached
         response = await self._call(self.stub.Authenticate, request, timeout)
         principal = Principal.from_pb(response.principal)
-        if key is not None:
-            self.cache.put(key, principal)
+        if key is not None and cache is not None:
+            cache.put(key, principal)
         return principal
 
     async def verify_widget_key(self, public_key: str, origin: str = "", *, timeout: float | None = None) -> WidgetKey:
@@ -227,11 +235,11 @@ class AsyncAuthClient(_Base):
     async def __aenter__(self) -> AsyncAuthClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
 
-def _access(response) -> ConversationAccess:
+def _access(response: Any) -> ConversationAccess:
     return ConversationAccess(
         workspace_id=response.workspace_id,
         conversation_id=response.conversation_id,

@@ -264,7 +264,9 @@ CODES: dict[grpc.StatusCode, type[AuthError]] = {
 
 
 def _details(error: grpc.RpcError) -> tuple[str, dict[str, str], tuple[tuple[str, str], ...]]:
-    reason, metadata, violations = "", {}, ()
+    reason = ""
+    metadata: dict[str, str] = {}
+    violations: tuple[tuple[str, str], ...] = ()
     try:
         status = rpc_status.from_call(error)
     except ValueError:  # trailing status does not match the call's code/message

@@ -22,6 +22,7 @@ import contextvars
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -38,6 +39,8 @@ from .errors import (
     Unauthenticated,
 )
 from .types import Principal
+
+ClientT = TypeVar("ClientT", AuthClient, AsyncAuthClient)
 
 log = logging.getLogger("woes_auth_client.interceptor")
 
@@ -66,7 +69,9 @@ class _Refusal(Exception):
         self.status = status
 
 
-def _status(code: grpc.StatusCode, rpc_code: int, message: str, reason: str = "", metadata=None) -> _Refusal:
+def _status(
+    code: grpc.StatusCode, rpc_code: int, message: str, reason: str = "", metadata: Mapping[str, str] | None = None
+) -> _Refusal:
     details = []
     if reason:
         info = any_pb2.Any()
@@ -170,19 +175,21 @@ def _rebuild(handler: grpc.RpcMethodHandler, kind: str, behavior: Callable) -> g
     )
 
 
-def _reset(token) -> None:
+def _reset(token: contextvars.Token) -> None:
     try:
         _principal.reset(token)
     except ValueError:  # a response generator finalised in another context
         _principal.set(None)
 
 
-class _Guard:
+class _Guard(Generic[ClientT]):
     """What both interceptors are configured with: the client to ask, the scopes per method, the caller name."""
+
+    client: ClientT
 
     def __init__(
         self,
-        client: AuthClient | AsyncAuthClient,
+        client: ClientT,
         method_scopes: Mapping[str, Iterable[str]] | None = None,
         *,
         default_scopes: Iterable[str] = (),
@@ -194,7 +201,7 @@ class _Guard:
         self.caller = caller
 
 
-class AuthInterceptor(_Guard, grpc.ServerInterceptor):
+class AuthInterceptor(_Guard[AuthClient], grpc.ServerInterceptor):
     """Guards a ``grpc.server``: authenticates every call with woes-auth before its handler runs.
 
     ``method_scopes`` maps full method names (``/pkg.Service/Method``, or
@@ -204,7 +211,7 @@ class AuthInterceptor(_Guard, grpc.ServerInterceptor):
     ``/grpc.health.v1.Health/*``.
     """
 
-    def _check(self, metadata, method: str, scopes: tuple[str, ...]) -> Principal:
+    def _check(self, metadata: Any, method: str, scopes: tuple[str, ...]) -> Principal:
         credential = bearer_credential(metadata)
         if credential is None:
             raise _MISSING
@@ -217,7 +224,7 @@ class AuthInterceptor(_Guard, grpc.ServerInterceptor):
             raise _status(grpc.StatusCode.INTERNAL, code_pb2.INTERNAL, "authentication failed unexpectedly") from None
 
     @staticmethod
-    def _abort(context: grpc.ServicerContext, refusal: _Refusal):
+    def _abort(context: grpc.ServicerContext, refusal: _Refusal) -> None:
         context.abort_with_status(rpc_status.to_status(refusal.status))
 
     def intercept_service(self, continuation, handler_call_details):
@@ -260,10 +267,10 @@ class AuthInterceptor(_Guard, grpc.ServerInterceptor):
         return _rebuild(handler, kind, guarded)
 
 
-class AsyncAuthInterceptor(_Guard, grpc.aio.ServerInterceptor):
+class AsyncAuthInterceptor(_Guard[AsyncAuthClient], grpc.aio.ServerInterceptor):
     """The grpc.aio twin of :class:`AuthInterceptor`, over an :class:`AsyncAuthClient`."""
 
-    async def _check(self, metadata, method: str, scopes: tuple[str, ...]) -> Principal:
+    async def _check(self, metadata: Any, method: str, scopes: tuple[str, ...]) -> Principal:
         credential = bearer_credential(metadata)
         if credential is None:
             raise _MISSING
@@ -276,7 +283,7 @@ class AsyncAuthInterceptor(_Guard, grpc.aio.ServerInterceptor):
             raise _status(grpc.StatusCode.INTERNAL, code_pb2.INTERNAL, "authentication failed unexpectedly") from None
 
     @staticmethod
-    async def _abort(context: grpc.aio.ServicerContext, refusal: _Refusal):
+    async def _abort(context: grpc.aio.ServicerContext, refusal: _Refusal) -> None:
         trailers = rpc_status.to_status(refusal.status).trailing_metadata
         await context.abort(refusal.code, refusal.status.message, trailing_metadata=trailers)
 
@@ -291,7 +298,7 @@ class AsyncAuthInterceptor(_Guard, grpc.aio.ServerInterceptor):
         behavior = getattr(handler, kind)
         check, abort = self._check, self._abort
 
-        async def authenticate(context) -> Principal:
+        async def authenticate(context: Any) -> Principal:
             try:
                 return await check(metadata, method, scopes)
             except _Refusal as refusal:

@@ -1,0 +1,1 @@
+"""Helpers the tests share: servers, processes, clients, errors, records. No test lives here."""
