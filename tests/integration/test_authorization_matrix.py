@@ -20,7 +20,15 @@ from envoy.service.auth.v3 import external_auth_pb2 as ext
 from woes.auth.v1 import auth_service_pb2 as pb
 
 from tests.support.matrix_doc import CALLERS_TABLE, CREDENTIALS_TABLE, DOC, DocTable, doc_policy, doc_table
-from tests.support.matrix_helpers import CALLER_COLUMNS, CREDENTIAL_COLUMNS, ENVOY_CHECK, RPCS, TLS_HANDSHAKE, call, proper
+from tests.support.matrix_helpers import (
+    CALLER_COLUMNS,
+    CREDENTIAL_COLUMNS,
+    ENVOY_CHECK,
+    RPCS,
+    TLS_HANDSHAKE,
+    call,
+    proper,
+)
 from tests.support.matrix_servers import caller_channels, mtls_server, plaintext_server
 
 TEXT = DOC.read_text()
