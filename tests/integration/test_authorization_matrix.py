@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 from envoy.service.auth.v3 import external_auth_pb2 as ext
@@ -30,11 +29,12 @@ from tests.support.matrix_helpers import (
     proper,
 )
 from tests.support.matrix_servers import caller_channels, mtls_server, plaintext_server
+from tests.support.paths import ROOT
 
 TEXT = DOC.read_text()
 CREDENTIALS = doc_table(TEXT, CREDENTIALS_TABLE)
 CALLERS = doc_table(TEXT, CALLERS_TABLE)
-ERRORS_PROTO = Path(__file__).resolve().parents[1] / "protos" / "woes" / "auth" / "v1" / "errors.proto"
+ERRORS_PROTO = ROOT / "protos" / "woes" / "auth" / "v1" / "errors.proto"
 
 KNOWN_DEFECTS: dict[tuple[str, str, str], str] = {}
 """(table, RPC, column) -> the defect that makes the server answer otherwise than the cell, which

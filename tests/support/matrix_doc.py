@@ -13,10 +13,11 @@ from pathlib import Path
 from tests import conftest
 from tests.support.matrix_helpers import CALLER_COLUMNS, CREDENTIAL_COLUMNS, RPCS, Outcome, call, proper
 from tests.support.matrix_servers import caller_channels, mtls_server, plaintext_server
+from tests.support.paths import ROOT
 
 # -- the tables in the documentation ----------------------------------------------------------------
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "security.md"
+DOC = ROOT / "docs" / "security.md"
 SECTION = "## Authorization matrix"
 CREDENTIALS_TABLE = "### Credentials × RPCs"
 CALLERS_TABLE = "### Callers × RPCs"
