@@ -21,7 +21,7 @@ from woes.auth.v1 import auth_service_pb2 as pb
 
 from auth_service.api.convert import principal_to_pb
 from auth_service.domain.errors import AuthError
-from auth_service.domain.keys.hot_path import KNOWN_UNKNOWN
+from auth_service.domain.keys.hot_path import KNOWN_UNKNOWN, WRONG_SECRET
 from auth_service.domain.keys.manager import CredentialManager
 from auth_service.domain.keys.records import CachedKey, Principal
 
@@ -101,6 +101,11 @@ def authenticate_front(
                 answer = found.answer
                 return answer if answer is not None else answer_of(found.principal)
             if found is not None:
+                # A refusal found in memory (the negative cache, a key id's record): the gate's
+                # accounting of it, as for a remembered one above, when the gate takes it.
+                if (found is KNOWN_UNKNOWN or found is WRONG_SECRET) and refuse is not None:
+                    if refuse(context, "", found):
+                        return None
                 return rest(request, context, found)
             answer = rest(request, context, None)
             if answer is None:  # refused by the full rule (returned, as Authenticate's refusals are)

@@ -49,6 +49,7 @@ class KeyHotPath(KeyAuthenticator):
         self._memo = self.cache.memo
         _, self._memo_lookup, self._refusal_lookup = self._memo.hot_path()
         self._unknown_digest = self.cache.is_unknown_digest
+        self._count_probe_refusal = self.cache.probe_refusal_counter()
 
     def authenticate_cached(
         self, token: str, required_scopes: tuple[str, ...] | list[str] = (), caller: str = ""
@@ -227,8 +228,7 @@ class KeyHotPath(KeyAuthenticator):
                     and (known.pepper_id is None or known.pepper_id == self.pepper.primary_id)
                     and (known.kind is not KeyKind.SERVER or not hmac.compare_digest(known.digest, digest))
                 ):
-                    self.cache.count_miss()
-                    self.cache.count_negative_hit()
+                    self._count_probe_refusal()  # a miss and a negative hit, as the full rule counts
                     return WRONG_SECRET
             return None
         if digest is not None:

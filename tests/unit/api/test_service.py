@@ -213,9 +213,10 @@ def test_the_front_over_request_bytes_answers_as_the_front_over_decoded_requests
 
 
 def test_the_front_over_bytes_hands_a_remembered_refusal_to_the_gate_with_its_key_id(h):
-    """A repeat of a request the negative cache refused goes to ``refuse(context, key_id,
-    KNOWN_UNKNOWN)`` (the gate's accounting) without being decoded; when the gate declines it
-    (a bucket may be empty), the decoded request goes on to ``rest`` with the same refusal."""
+    """A request the negative cache refuses goes to ``refuse(context, key_id, KNOWN_UNKNOWN)``
+    (the gate's accounting): decoded at its first sight, from its bytes alone on a repeat; when the
+    gate declines it (a bucket may be empty), the decoded request goes on to ``rest`` with the
+    same refusal."""
     unknown = tokens.mint(KeyKind.SERVER)
     with pytest.raises(Exception):
         h.manager.authenticate(unknown.token)  # first sight: remembered as unknown
@@ -235,10 +236,11 @@ def test_the_front_over_bytes_hands_a_remembered_refusal_to_the_gate_with_its_ke
 
     front_wire = h.servicer.authenticate_front(lambda r, c, f: passed_on.append((r, f)) or "rest", decode, refuse)
     wire = pb.AuthenticateRequest(credential=unknown.token, required_scopes=["messages:read"]).SerializeToString()
-    assert front_wire(wire, "ctx") == "rest"  # the probe's refusal, now remembered by these bytes
-    assert passed_on[0][1] is KNOWN_UNKNOWN and refused == []
+    # The probe's refusal (decoded), now remembered by these bytes: the gate's accounting too.
+    assert front_wire(wire, "ctx") is None
+    assert refused == [("ctx", "", KNOWN_UNKNOWN)] and passed_on == []
     decoded.clear()
-    passed_on.clear()
+    refused.clear()
     for _ in range(3):
         assert front_wire(wire, "ctx") is None
     assert refused == [("ctx", unknown.key_id, KNOWN_UNKNOWN)] * 3
